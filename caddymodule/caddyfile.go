@@ -1,0 +1,286 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/mxgate/mxgate/matrix"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("mxgate", parseCaddyfile)
+	// Admission control must run before anything reaches the upstream, and
+	// before rate_limit-style handlers spend work on requests it would shed.
+	httpcaddyfile.RegisterDirectiveOrder("mxgate", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	mxgate {
+//		zone          <name>
+//		max_inflight  <n>
+//		queue_timeout <duration>
+//		retry_after   <min> <max>
+//		lifo_after    <duration>
+//		handle_errors
+//		class <name> {
+//			max_inflight  <n>
+//			queue         <n>
+//			queue_timeout <duration>
+//			rate          <per_second> <burst>
+//			coalesce      <duration>
+//			priority      critical|normal|sheddable
+//		}
+//		herd {
+//			window      <duration>
+//			min_users   <n>
+//			retry_after <min> <max>
+//			off
+//		}
+//		shed <class>...
+//	}
+//
+// Unknown and repeated subdirectives are errors naming file and line.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		dir := d.Val()
+		key := dir
+		if dir == "class" {
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			key = "class " + d.Val()
+			d.Prev()
+		}
+		if seen[key] {
+			return d.Errf("%s given twice", key)
+		}
+		seen[key] = true
+		var err error
+		switch dir {
+		case "zone":
+			h.Zone, err = oneString(d)
+		case "max_inflight":
+			h.MaxInflight, err = intArg(d)
+		case "queue_timeout":
+			h.QueueTimeout, err = durationArg(d)
+		case "lifo_after":
+			h.LIFOAfter, err = durationArg(d)
+		case "retry_after":
+			h.RetryAfter, err = retryAfterArgs(d)
+		case "handle_errors":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.HandleErrors = true
+		case "class":
+			err = h.unmarshalClass(d)
+		case "herd":
+			err = h.unmarshalHerd(d)
+		case "shed":
+			err = h.unmarshalShed(d)
+		default:
+			return d.Errf("unknown mxgate subdirective %q", dir)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Handler) unmarshalClass(d *caddyfile.Dispenser) error {
+	d.NextArg()
+	name := d.Val()
+	if _, err := matrix.ParseClass(name); err != nil {
+		return d.Err(err.Error())
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	cc := new(ClassConfig)
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		dir := d.Val()
+		if seen[dir] {
+			return d.Errf("class %s: %s given twice", name, dir)
+		}
+		seen[dir] = true
+		var err error
+		switch dir {
+		case "max_inflight":
+			cc.MaxInflight, err = intArg(d)
+		case "queue":
+			cc.Queue, err = intArg(d)
+		case "queue_timeout":
+			cc.QueueTimeout, err = durationArg(d)
+		case "coalesce":
+			cc.Coalesce, err = durationArg(d)
+		case "rate":
+			err = rateArgs(d, cc)
+		case "priority":
+			var p string
+			if p, err = oneString(d); err == nil {
+				if _, perr := matrix.ParsePriority(p); perr != nil {
+					return d.Err(perr.Error())
+				}
+				cc.Priority = p
+			}
+		default:
+			return d.Errf("class %s: unknown subdirective %q", name, dir)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if h.Classes == nil {
+		h.Classes = make(map[string]*ClassConfig)
+	}
+	h.Classes[name] = cc
+	return nil
+}
+
+func (h *Handler) unmarshalHerd(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	hc := new(HerdConfig)
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		dir := d.Val()
+		if seen[dir] {
+			return d.Errf("herd: %s given twice", dir)
+		}
+		seen[dir] = true
+		switch dir {
+		case "window":
+			w, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			hc.Window = *w
+		case "min_users":
+			n, err := intArg(d)
+			if err != nil {
+				return err
+			}
+			if *n < 1 {
+				return d.Errf("herd: min_users must be at least 1 (use `off` to disable)")
+			}
+			hc.MinUsers = *n
+		case "retry_after":
+			ra, err := retryAfterArgs(d)
+			if err != nil {
+				return err
+			}
+			hc.RetryAfter = ra
+		case "off":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			hc.Disabled = true
+		default:
+			return d.Errf("herd: unknown subdirective %q", dir)
+		}
+	}
+	h.Herd = hc
+	return nil
+}
+
+func (h *Handler) unmarshalShed(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	for _, a := range args {
+		if _, err := matrix.ParseClass(a); err != nil {
+			return d.Err(err.Error())
+		}
+	}
+	h.Shed = append(h.Shed, args...)
+	return nil
+}
+
+func oneString(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return v, nil
+}
+
+func intArg(d *caddyfile.Dispenser) (*int, error) {
+	s, err := oneString(d)
+	if err != nil {
+		return nil, err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return nil, d.Errf("%s: want a non-negative integer, got %q", d.Val(), s)
+	}
+	return &n, nil
+}
+
+func durationArg(d *caddyfile.Dispenser) (*caddy.Duration, error) {
+	s, err := oneString(d)
+	if err != nil {
+		return nil, err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur < 0 {
+		return nil, d.Errf("want a non-negative duration such as 10s, got %q", s)
+	}
+	cd := caddy.Duration(dur)
+	return &cd, nil
+}
+
+func retryAfterArgs(d *caddyfile.Dispenser) (*RetryAfter, error) {
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return nil, d.Errf("retry_after wants two durations: MIN MAX")
+	}
+	lo, err1 := caddy.ParseDuration(args[0])
+	hi, err2 := caddy.ParseDuration(args[1])
+	if err1 != nil || err2 != nil || lo <= 0 || hi < lo {
+		return nil, d.Errf("retry_after wants durations 0 < MIN <= MAX, got %q %q", args[0], args[1])
+	}
+	return &RetryAfter{Min: caddy.Duration(lo), Max: caddy.Duration(hi)}, nil
+}
+
+func rateArgs(d *caddyfile.Dispenser, cc *ClassConfig) error {
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return d.Errf("rate wants: TOKENS_PER_SECOND BURST")
+	}
+	r, err := strconv.ParseFloat(args[0], 64)
+	if err != nil || !(r >= 0 && r <= 1e6) {
+		return d.Errf("rate: want tokens per second between 0 and 1e6, got %q", args[0])
+	}
+	b, err := strconv.Atoi(args[1])
+	if err != nil || b < 1 {
+		return d.Errf("rate: want a burst of at least 1, got %q", args[1])
+	}
+	cc.Rate, cc.Burst = &r, &b
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,142 @@
+// Package caddymodule is mxgate's Caddy glue: the HTTP handler module
+// http.handlers.mxgate, its Caddyfile directive `mxgate`, its metrics on
+// Caddy's registry, and the gate state that survives config reloads. The
+// pipeline itself lives in package gate, which imports nothing from Caddy.
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/mxgate/mxgate/gate"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler is the mxgate admission-control handler. Place it before
+// reverse_proxy: it classifies each Matrix request, applies operator
+// toggles, per-user rates and in-flight caps with deadline queues, and
+// answers what it refuses with the Matrix 429 M_LIMIT_EXCEEDED.
+type Handler struct {
+	// Zone names the gate state this handler uses. Handlers with the same
+	// zone share caps, queues, buckets and toggles, and must be configured
+	// alike (the last one provisioned wins). Default "default".
+	Zone string `json:"zone,omitempty"`
+	// Requests at the upstream at once over all classes except long-poll
+	// sync, which has its own budget. Default 256; 0 removes the global cap.
+	MaxInflight *int `json:"max_inflight,omitempty"`
+	// Wait for a slot before a 429, for every class that sets none itself.
+	// Unset: each class's built-in default.
+	QueueTimeout *caddy.Duration `json:"queue_timeout,omitempty"`
+	// Jitter range of Retry-After / retry_after_ms. Default 2s to 20s.
+	RetryAfter *RetryAfter `json:"retry_after,omitempty"`
+	// How long a class queue may stand without draining before it serves
+	// newest first (adaptive LIFO). Default 1s; 0 disables it.
+	LIFOAfter *caddy.Duration `json:"lifo_after,omitempty"`
+	// Per-class overrides of the built-in limits, keyed by class name.
+	Classes map[string]*ClassConfig `json:"classes,omitempty"`
+	// Thundering-herd detection.
+	Herd *HerdConfig `json:"herd,omitempty"`
+	// Classes shed from start (renewed on every config load).
+	Shed []string `json:"shed,omitempty"`
+	// Return rejections as Caddy errors so handle_errors can shape them,
+	// instead of writing the Matrix 429 body. The Retry-After and
+	// Content-Type headers are set either way; placeholders
+	// {http.vars.mxgate_retry_after_ms} and {http.vars.mxgate_reason}
+	// and {http.error.status_code} carry the rest.
+	HandleErrors bool `json:"handle_errors,omitempty"`
+
+	gate *gate.Gate
+	zone string
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mxgate",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision builds the gate, or reconfigures the zone's existing gate so
+// that in-flight counts, queues, buckets and toggles survive a reload.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	cfg, err := h.gateConfig()
+	if err != nil {
+		return err
+	}
+	if err := sharedMetrics.Register(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	h.zone = h.Zone
+	if h.zone == "" {
+		h.zone = "default"
+	}
+	opts := gate.Options{Logger: ctx.Slogger(), Metrics: sharedMetrics, ClientIP: caddyClientIP}
+	g, err := loadGate(h.zone, cfg, opts)
+	if err != nil {
+		return err
+	}
+	h.gate = g
+	return nil
+}
+
+// Validate checks the configuration without side effects.
+func (h *Handler) Validate() error {
+	_, err := h.gateConfig()
+	return err
+}
+
+// Cleanup releases this handler's reference to its zone's gate; the gate
+// stops when the last handler using it is cleaned up. It is idempotent.
+func (h *Handler) Cleanup() error {
+	if h.gate == nil {
+		return nil
+	}
+	h.gate = nil
+	_, err := gates.Delete(h.zone)
+	return err
+}
+
+// ServeHTTP runs the request through the gate and on to next.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	err := h.gate.ServeNext(w, r, next.ServeHTTP)
+	var rej *gate.Rejection
+	if !errors.As(err, &rej) {
+		return err
+	}
+	if rej.Outcome == gate.OutcomeCanceled {
+		return caddyhttp.Error(rej.StatusCode(), rej) // logged; the client is gone
+	}
+	if !h.HandleErrors {
+		rej.Write(w)
+		return nil
+	}
+	rej.SetHeaders(w.Header())
+	caddyhttp.SetVar(r.Context(), "mxgate_retry_after_ms", strconv.FormatInt(rej.RetryAfter.Milliseconds(), 10))
+	caddyhttp.SetVar(r.Context(), "mxgate_reason", rej.Reason)
+	return caddyhttp.Error(rej.StatusCode(), rej)
+}
+
+// caddyClientIP is Caddy's trusted-proxy aware client address.
+func caddyClientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	return r.RemoteAddr
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

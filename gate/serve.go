@@ -1,0 +1,150 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/mxgate/mxgate/limiter"
+	"github.com/mxgate/mxgate/matrix"
+)
+
+// Next is the rest of the chain: the reverse proxy to the homeserver.
+type Next func(http.ResponseWriter, *http.Request) error
+
+// Middleware wraps next as plain net/http middleware. Rejections are
+// answered with the Matrix 429; errors from next are answered with 502.
+func (g *Gate) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := g.ServeNext(w, r, func(w http.ResponseWriter, r *http.Request) error {
+			next.ServeHTTP(w, r)
+			return nil
+		})
+		var rej *Rejection
+		if errors.As(err, &rej) {
+			rej.Write(w)
+		} else if err != nil {
+			http.Error(w, "upstream failed", http.StatusBadGateway)
+		}
+	})
+}
+
+// ServeNext runs one request through the pipeline. It either passes the
+// request to next and returns next's error, or returns a *Rejection without
+// writing anything, so that the caller decides how the 429 is rendered.
+//
+// The stages, in order:
+//  1. classify the request into its endpoint class (and room);
+//  2. operator toggles: a shed class is answered at once;
+//  3. per-user token bucket, keyed by a hash of the access token (or IP);
+//  4. admission: global and class caps, else the class queue with its
+//     deadline (herd requests queue behind the others);
+//  5. next, timed, with its status counted.
+func (g *Gate) ServeNext(w http.ResponseWriter, r *http.Request, next Next) error {
+	cfg := g.cfg.Load()
+	route := matrix.Classify(r.Method, r.URL.EscapedPath(), r.URL.RawQuery)
+	class := route.Class
+	limits := &cfg.Classes[class]
+	name := class.String()
+	now := g.now()
+
+	// 2. Operator toggles.
+	mode := g.refreshModes(now).modes[class]
+	if mode.mode == limiter.ModeShed {
+		return g.reject(cfg, class, OutcomeShed, "shed by operator: "+mode.reason, false, 0)
+	}
+
+	// 3. Per-user rate.
+	if limits.Rate > 0 {
+		key := limiter.RateKey{Class: uint8(class), ID: uint64(g.identity(r))}
+		if ok, wait := g.rates.Allow(key, limits.Rate, limits.Burst, now); !ok {
+			return g.reject(cfg, class, OutcomeRateLimited, "too many "+name+" requests from this user", false, wait)
+		}
+	}
+
+	// 4. Admission.
+	return g.admitAndServe(w, r, cfg, class, limiter.LaneNormal, next)
+}
+
+// admitAndServe waits for an admission slot, then serves the request
+// through next and frees the slot.
+func (g *Gate) admitAndServe(w http.ResponseWriter, r *http.Request, cfg *Config, class matrix.Class, lane limiter.Lane, next Next) error {
+	m := g.metrics
+	name := class.String()
+	start := g.now()
+	queueLen := m.QueueLength.WithLabelValues(name)
+	queueLen.Inc() // counted before Acquire, so a scrape never sees a waiter missing
+	waited, err := g.adm.Acquire(r.Context(), int(class), lane)
+	queueLen.Dec()
+	if waited {
+		m.Requests.WithLabelValues(name, string(OutcomeQueued)).Inc()
+		m.QueueWait.WithLabelValues(name).Observe(g.now().Sub(start).Seconds())
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, limiter.ErrQueueFull):
+		return g.reject(cfg, class, OutcomeShed, name+" is at capacity", lane == limiter.LaneHerd, 0)
+	case errors.Is(err, limiter.ErrQueueTimeout):
+		return g.reject(cfg, class, OutcomeTimeout, "timed out waiting for a "+name+" slot", lane == limiter.LaneHerd, 0)
+	default: // the client went away while queued
+		return g.reject(cfg, class, OutcomeCanceled, "client went away while queued", false, 0)
+	}
+
+	m.Requests.WithLabelValues(name, string(OutcomeAdmitted)).Inc()
+	inflight := m.Inflight.WithLabelValues(name)
+	inflight.Inc()
+	sw := &statusWriter{ResponseWriter: w}
+	began := g.now()
+	err = next(sw, r)
+	g.adm.Release(int(class))
+	inflight.Dec()
+	m.UpstreamDuration.WithLabelValues(name).Observe(g.now().Sub(began).Seconds())
+	status := sw.status
+	if err != nil && status == 0 {
+		status = statusOf(err)
+	}
+	m.UpstreamResponses.WithLabelValues(name, codeClass(status)).Inc()
+	return err
+}
+
+// reject counts a rejection and builds its error. retryAfter, if positive,
+// is the earliest useful retry (a token bucket's refill); the answer adds
+// jitter on top so rejected clients spread out.
+func (g *Gate) reject(cfg *Config, class matrix.Class, outcome Outcome, reason string, herd bool, retryAfter time.Duration) error {
+	g.metrics.Requests.WithLabelValues(class.String(), string(outcome)).Inc()
+	lo, hi := cfg.RetryAfterMin, cfg.RetryAfterMax
+	if herd {
+		lo, hi = cfg.Herd.RetryAfterMin, cfg.Herd.RetryAfterMax
+	}
+	if retryAfter > 0 {
+		lo, hi = retryAfter, retryAfter+cfg.RetryAfterMin
+	}
+	return &Rejection{Class: class, Outcome: outcome, Reason: reason, RetryAfter: jitter(lo, hi)}
+}
+
+// identity is the one-way ID of whoever sent r: its access token, else its
+// client IP.
+func (g *Gate) identity(r *http.Request) matrix.TokenID {
+	if tok := matrix.AccessToken(r); tok != "" {
+		return matrix.IDOf(tok)
+	}
+	return matrix.IDOf("ip:" + g.clientIP(r))
+}
+
+// statusOf recovers an HTTP status from an error returned by next (Caddy's
+// handler errors carry one); 0 means none.
+func statusOf(err error) int {
+	var sc interface{ StatusCode() int }
+	if errors.As(err, &sc) {
+		return sc.StatusCode()
+	}
+	var hc interface{ HTTPStatus() int }
+	if errors.As(err, &hc) {
+		return hc.HTTPStatus()
+	}
+	if errors.Is(err, context.Canceled) {
+		return StatusClientClosed
+	}
+	return 0
+}
