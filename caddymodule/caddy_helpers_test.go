@@ -32,6 +32,8 @@ func freePort(t *testing.T) int {
 // parallel.
 func startCaddy(t *testing.T, caddyfile string) {
 	t.Helper()
+	t.Setenv("XDG_DATA_HOME", t.TempDir())   // toggle state files
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir()) // Caddy's config autosave
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
 		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)

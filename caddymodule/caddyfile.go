@@ -48,6 +48,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			off
 //		}
 //		shed <class>...
+//		state_file <path>|off
+//		max_toggle_duration <duration>
 //	}
 //
 // Unknown and repeated subdirectives are errors naming file and line.
@@ -94,6 +96,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.unmarshalHerd(d)
 		case "shed":
 			err = h.unmarshalShed(d)
+		case "state_file":
+			h.StateFile, err = oneString(d)
+		case "max_toggle_duration":
+			var dur *caddy.Duration
+			if dur, err = durationArg(d); err == nil {
+				if *dur <= 0 {
+					return d.Errf("max_toggle_duration must be positive")
+				}
+				h.MaxToggleDuration = *dur
+			}
 		default:
 			return d.Errf("unknown mxgate subdirective %q", dir)
 		}

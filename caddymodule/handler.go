@@ -52,6 +52,16 @@ type Handler struct {
 	// {http.vars.mxgate_retry_after_ms} and {http.vars.mxgate_reason}
 	// and {http.error.status_code} carry the rest.
 	HandleErrors bool `json:"handle_errors,omitempty"`
+	// Where operator toggles are saved so that a restart keeps them until
+	// they expire. Default <Caddy data dir>/mxgate/toggles-<zone>.json;
+	// "off" keeps them in memory only. Read when the zone's gate starts.
+	StateFile string `json:"state_file,omitempty"`
+	// The longest toggle the admin API accepts. Default 24h.
+	MaxToggleDuration caddy.Duration `json:"max_toggle_duration,omitempty"`
+	// A TCP address that /_mxgate/health dials to check that the upstream
+	// is reachable (mxgate gateway sets its upstream). Unset: health is
+	// judged from the upstream's answers to real traffic.
+	HealthDial string `json:"health_dial,omitempty"`
 
 	gate *gate.Gate
 	zone string
@@ -79,12 +89,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.zone == "" {
 		h.zone = "default"
 	}
-	opts := gate.Options{Logger: ctx.Slogger(), Metrics: sharedMetrics, ClientIP: caddyClientIP}
+	opts := gate.Options{Logger: ctx.Slogger(), Metrics: sharedMetrics, ClientIP: caddyClientIP,
+		Toggles: h.toggleStore(ctx.Slogger())}
 	g, err := loadGate(h.zone, cfg, opts)
 	if err != nil {
 		return err
 	}
 	h.gate = g
+	setZoneSettings(h.zone, h.zoneSettings())
 	return nil
 }
 
@@ -101,7 +113,10 @@ func (h *Handler) Cleanup() error {
 		return nil
 	}
 	h.gate = nil
-	_, err := gates.Delete(h.zone)
+	deleted, err := gates.Delete(h.zone)
+	if deleted {
+		forgetZoneSettings(h.zone)
+	}
 	return err
 }
 

@@ -50,6 +50,9 @@ type Gate struct {
 	clientIP func(*http.Request) string
 	now      func() time.Time
 
+	counters outcomeCounters // per-class totals for Status (counters.go)
+	upstream upstreamHealth  // upstream answers for UpstreamHealth (health.go)
+
 	stop     chan struct{}
 	stopOnce sync.Once
 	done     chan struct{}
@@ -107,6 +110,7 @@ func (g *Gate) Configure(cfg Config) error {
 	}
 	g.cfg.Store(&cfg)
 	g.adm.Configure(admissionConfig(&cfg))
+	g.dropStaleConfigSheds(&cfg) // a `shed` removed from the config ends (control.go)
 	if err := g.applyStartupSheds(&cfg); err != nil {
 		return err
 	}
@@ -150,7 +154,7 @@ func (g *Gate) applyStartupSheds(cfg *Config) error {
 	now := g.now()
 	for _, c := range cfg.Shed {
 		t := limiter.Toggle{Target: c.String(), Mode: limiter.ModeShed, Reason: "shed in config",
-			Since: now, Until: now.Add(StartupShedDuration)}
+			Since: now, Until: now.Add(StartupShedDuration), FromConfig: true}
 		if err := g.toggles.Put(t); err != nil {
 			return fmt.Errorf("shed %s: %w", c, err)
 		}

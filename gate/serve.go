@@ -79,6 +79,7 @@ func (g *Gate) admitAndServe(w http.ResponseWriter, r *http.Request, cfg *Config
 	queueLen.Dec()
 	if waited {
 		m.Requests.WithLabelValues(name, string(OutcomeQueued)).Inc()
+		g.counters.add(class, OutcomeQueued)
 		m.QueueWait.WithLabelValues(name).Observe(g.now().Sub(start).Seconds())
 	}
 	switch {
@@ -92,6 +93,7 @@ func (g *Gate) admitAndServe(w http.ResponseWriter, r *http.Request, cfg *Config
 	}
 
 	m.Requests.WithLabelValues(name, string(OutcomeAdmitted)).Inc()
+	g.counters.add(class, OutcomeAdmitted)
 	inflight := m.Inflight.WithLabelValues(name)
 	inflight.Inc()
 	sw := &statusWriter{ResponseWriter: w}
@@ -105,6 +107,7 @@ func (g *Gate) admitAndServe(w http.ResponseWriter, r *http.Request, cfg *Config
 		status = statusOf(err)
 	}
 	m.UpstreamResponses.WithLabelValues(name, codeClass(status)).Inc()
+	g.upstream.record(sw.status != 0, status, g.now())
 	return err
 }
 
@@ -113,6 +116,7 @@ func (g *Gate) admitAndServe(w http.ResponseWriter, r *http.Request, cfg *Config
 // jitter on top so rejected clients spread out.
 func (g *Gate) reject(cfg *Config, class matrix.Class, outcome Outcome, reason string, herd bool, retryAfter time.Duration) error {
 	g.metrics.Requests.WithLabelValues(class.String(), string(outcome)).Inc()
+	g.counters.add(class, outcome)
 	lo, hi := cfg.RetryAfterMin, cfg.RetryAfterMax
 	if herd {
 		lo, hi = cfg.Herd.RetryAfterMin, cfg.Herd.RetryAfterMax

@@ -59,6 +59,9 @@ type Toggle struct {
 	Reason   string    `json:"reason"`
 	Since    time.Time `json:"since"`
 	Until    time.Time `json:"until"`
+	// FromConfig marks a toggle set by the configuration (`shed CLASS`):
+	// every config load renews or drops it, so it is never persisted.
+	FromConfig bool `json:"from_config,omitempty"`
 }
 
 // Key is the toggle's identity in a store: setting a toggle with the same

@@ -8,6 +8,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/mxgate/mxgate/limiter"
+	"github.com/mxgate/mxgate/matrix"
 )
 
 func init() {
@@ -20,7 +23,12 @@ Runs an mxgate gateway without a Caddyfile: every request to --listen goes
 through mxgate's admission control (built-in per-class defaults) and on to the
 homeserver at --upstream. Operator controls and Prometheus metrics are on the
 admin endpoint (--admin, default localhost:2019): /mxgate/status,
-/mxgate/shed and /metrics.`,
+/mxgate/shed, /_mxgate/health and /metrics.
+
+File handles: client connections are capped (mxgate_conns, from
+RLIMIT_NOFILE; at the cap new clients wait in the kernel backlog), and so
+are upstream connections, in two pools: long-poll /sync and everything
+else, so neither can take the other's connections.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("upstream", "", "homeserver base URL, e.g. http://127.0.0.1:8008 (required)")
 			cmd.Flags().String("listen", ":8080", "address to serve clients on")
@@ -59,10 +67,28 @@ func gatewayConfig(upstream, listen, admin string) ([]byte, error) {
 	if u.Port() == "" {
 		dial += map[string]string{"http": ":80", "https": ":443"}[u.Scheme]
 	}
-	transport := map[string]any{"protocol": "http"}
-	if u.Scheme == "https" {
-		transport["tls"] = map[string]any{}
+	budget := gatewayFDBudget()
+	syncConns, activeConns := splitUpstreamConns(budget.Upstream)
+	// Long-poll /sync sits idle at the upstream for up to 30s per request.
+	// It gets its own reverse proxy, hence its own connection pool and cap,
+	// so parked long-polls cannot take the connections active requests
+	// need, nor the other way round (the gate's OwnBudget does the same for
+	// admission).
+	proxy := func(maxConns int) map[string]any {
+		transport := map[string]any{"protocol": "http", "max_conns_per_host": maxConns}
+		if u.Scheme == "https" {
+			transport["tls"] = map[string]any{}
+		}
+		return map[string]any{
+			"handler":   "reverse_proxy",
+			"upstreams": []any{map[string]any{"dial": dial}},
+			"transport": transport,
+			// Long-poll /sync and large state answers must stream.
+			"flush_interval": -1,
+		}
 	}
+	// Both routes use the same mxgate zone, hence the same gate.
+	gateHandler := map[string]any{"handler": "mxgate", "health_dial": dial}
 	cfg := map[string]any{
 		"admin": map[string]any{"listen": admin},
 		"apps": map[string]any{
@@ -71,22 +97,44 @@ func gatewayConfig(upstream, listen, admin string) ([]byte, error) {
 					"mxgate": map[string]any{
 						"listen":          []string{listen},
 						"automatic_https": map[string]any{"disable": true},
-						"routes": []any{map[string]any{
-							"handle": []any{
-								map[string]any{"handler": "mxgate"},
-								map[string]any{
-									"handler":   "reverse_proxy",
-									"upstreams": []any{map[string]any{"dial": dial}},
-									"transport": transport,
-									// Long-poll /sync and large state answers must stream.
-									"flush_interval": -1,
-								},
+						// Cap client connections (default from RLIMIT_NOFILE)
+						// before TLS, so handshakes count too.
+						"listener_wrappers": []any{
+							map[string]any{"wrapper": "mxgate_conns"},
+							map[string]any{"wrapper": "tls"},
+						},
+						"routes": []any{
+							map[string]any{
+								"match":    []any{map[string]any{"path": []string{"*/sync"}}},
+								"handle":   []any{gateHandler, proxy(syncConns)},
+								"terminal": true,
 							},
-						}},
+							map[string]any{"handle": []any{gateHandler, proxy(activeConns)}},
+						},
 					},
 				},
 			},
 		},
 	}
 	return json.Marshal(cfg)
+}
+
+// gatewayFDBudget splits the process's file descriptor limit (Go raises the
+// soft limit to the hard one at start) between client and upstream
+// connections; mxgate_conns derives the client cap the same way.
+func gatewayFDBudget() limiter.FDBudget {
+	soft, ok := limiter.FDLimit()
+	if !ok {
+		soft = 1024
+	}
+	return limiter.BudgetFromFDLimit(soft)
+}
+
+// splitUpstreamConns divides the upstream connection budget between
+// long-poll sync and everything else: active requests get half, but no
+// more than twice the default global max_inflight, which is all they can
+// use; sync gets the rest.
+func splitUpstreamConns(upstream int) (syncConns, activeConns int) {
+	activeConns = max(min(upstream/2, 2*matrix.DefaultMaxInflight), 1)
+	return max(upstream-activeConns, 1), activeConns
 }

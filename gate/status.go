@@ -1,0 +1,122 @@
+package gate
+
+import (
+	"time"
+
+	"github.com/mxgate/mxgate/limiter"
+	"github.com/mxgate/mxgate/matrix"
+)
+
+// Status is a gate's state at a moment, ready for JSON. It holds class
+// names, counts, toggles and rooms of herds, never a token or a user.
+type Status struct {
+	Global   GlobalStatus   `json:"global"`
+	Classes  []ClassStatus  `json:"classes"`
+	Toggles  []ToggleStatus `json:"toggles"`
+	Herds    []HerdStatus   `json:"herds"`
+	Upstream UpstreamHealth `json:"upstream"`
+}
+
+// GlobalStatus is the cap over all classes without their own budget.
+type GlobalStatus struct {
+	MaxInflight int `json:"max_inflight"` // 0 = no global cap
+	Inflight    int `json:"inflight"`
+	Queued      int `json:"queued"` // over all classes
+}
+
+// ClassStatus is one endpoint class.
+type ClassStatus struct {
+	Class    string       `json:"class"`
+	Priority string       `json:"priority"`
+	Limits   LimitsStatus `json:"limits"`
+	Inflight int          `json:"inflight"`
+	Queued   int          `json:"queued"`
+	// Cap is the in-flight cap in force: the configured one or lower (an
+	// adaptive limit or slow start); 0 = none.
+	Cap int `json:"cap"`
+	// Mode is the operator mode in force (normal, queue or shed) and
+	// Reason the reason of the toggle that set it.
+	Mode     limiter.Mode `json:"mode"`
+	Reason   string       `json:"reason,omitempty"`
+	Counters Counters     `json:"counters"`
+}
+
+// LimitsStatus are a class's configured limits.
+type LimitsStatus struct {
+	MaxInflight  int     `json:"max_inflight"`
+	Queue        int     `json:"queue"`
+	QueueTimeout string  `json:"queue_timeout"`
+	Rate         float64 `json:"rate"`
+	Burst        int     `json:"burst"`
+	Coalesce     string  `json:"coalesce"`
+	OwnBudget    bool    `json:"own_budget,omitempty"`
+}
+
+// ToggleStatus is one active operator toggle.
+type ToggleStatus struct {
+	Class     string       `json:"class"` // a class name, or "*" for a brownout
+	Priority  string       `json:"priority,omitempty"`
+	Mode      limiter.Mode `json:"mode"`
+	Reason    string       `json:"reason"`
+	Since     time.Time    `json:"since"`
+	Until     time.Time    `json:"until"`
+	Remaining string       `json:"remaining"` // Until − now, rounded to seconds
+}
+
+// HerdStatus is one active thundering herd.
+type HerdStatus struct {
+	Class string    `json:"class"`
+	Room  string    `json:"room"`
+	Users int       `json:"users"` // distinct users in the detection window
+	Since time.Time `json:"since"`
+}
+
+// Status returns the gate's state at now. It also applies toggles that
+// expired since the last request, so the modes it reports are in force.
+func (g *Gate) Status(now time.Time) Status {
+	cfg := g.cfg.Load()
+	modes := g.refreshModes(now)
+	global, snaps := g.adm.Snapshot()
+	st := Status{
+		Global:   GlobalStatus{MaxInflight: cfg.MaxInflight, Inflight: global},
+		Classes:  make([]ClassStatus, 0, matrix.NumClasses),
+		Toggles:  toggleStatuses(g.toggles.Active(now), now),
+		Upstream: g.UpstreamHealth(now),
+	}
+	for _, c := range matrix.Classes() {
+		l := &cfg.Classes[c]
+		s := snaps[c]
+		st.Global.Queued += s.Queued
+		st.Classes = append(st.Classes, ClassStatus{
+			Class:    c.String(),
+			Priority: l.Priority.String(),
+			Limits: LimitsStatus{
+				MaxInflight:  l.MaxInflight,
+				Queue:        l.Queue,
+				QueueTimeout: l.QueueTimeout.String(),
+				Rate:         l.Rate,
+				Burst:        l.Burst,
+				Coalesce:     l.Coalesce.String(),
+				OwnBudget:    l.OwnBudget,
+			},
+			Inflight: s.Inflight,
+			Queued:   s.Queued,
+			Cap:      s.Cap,
+			Mode:     modes.modes[c].mode,
+			Reason:   modes.modes[c].reason,
+			Counters: g.counters.snapshot(c),
+		})
+	}
+	return st
+}
+
+func toggleStatuses(active []limiter.Toggle, now time.Time) []ToggleStatus {
+	out := make([]ToggleStatus, 0, len(active))
+	for _, t := range active {
+		out = append(out, ToggleStatus{
+			Class: t.Target, Priority: t.Priority, Mode: t.Mode, Reason: t.Reason,
+			Since: t.Since, Until: t.Until, Remaining: t.Until.Sub(now).Round(time.Second).String(),
+		})
+	}
+	return out
+}
