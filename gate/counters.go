@@ -42,13 +42,6 @@ func outcomeIndex(o Outcome) int {
 	return -1
 }
 
-// add counts one request of class with outcome; unknown outcomes are ignored.
-func (c *outcomeCounters) add(class matrix.Class, o Outcome) {
-	if i := outcomeIndex(o); i >= 0 && int(class) < matrix.NumClasses {
-		c[class][i].Add(1)
-	}
-}
-
 // Counters are one class's request totals by outcome. Queued requests are
 // also counted under what happened to them next (admitted, timeout, ...).
 type Counters struct {

@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mxgate/mxgate/matrix"
 )
 
 // Outcome is what happened to a request at the gate; it is the `outcome`
@@ -34,7 +36,28 @@ type Metrics struct {
 	HerdsStarted      *prometheus.CounterVec
 	ShedMode          *prometheus.GaugeVec
 	Limit             *prometheus.GaugeVec
+
+	// byClass holds every per-class series resolved once, so the request
+	// path does no label hashing (and every series exists from the start).
+	byClass [matrix.NumClasses]classMetrics
 }
+
+type classMetrics struct {
+	outcomes         [numOutcomes]prometheus.Counter
+	inflight         prometheus.Gauge
+	queueLength      prometheus.Gauge
+	queueWait        prometheus.Observer
+	upstreamDuration prometheus.Observer
+	responses        [len(codeClasses)]prometheus.Counter
+}
+
+var allOutcomes = [numOutcomes]Outcome{
+	idxAdmitted: OutcomeAdmitted, idxQueued: OutcomeQueued, idxShed: OutcomeShed,
+	idxRateLimited: OutcomeRateLimited, idxCoalesced: OutcomeCoalesced,
+	idxTimeout: OutcomeTimeout, idxCanceled: OutcomeCanceled,
+}
+
+var codeClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx", "error"}
 
 // NewMetrics builds the collectors. Build them once per process and register
 // them on each registry (Register tolerates re-registration), so that values
@@ -43,7 +66,7 @@ func NewMetrics() *Metrics {
 	const ns = "mxgate"
 	class := []string{"class"}
 	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
-	return &Metrics{
+	m := &Metrics{
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "requests_total",
 			Help: "Requests seen by mxgate, by endpoint class and outcome."}, []string{"class", "outcome"}),
 		Inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "inflight",
@@ -65,7 +88,24 @@ func NewMetrics() *Metrics {
 		Limit: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "limit",
 			Help: "The in-flight cap in force for the class (0 = none)."}, class),
 	}
+	for c := range m.byClass {
+		name := matrix.Class(c).String()
+		cm := &m.byClass[c]
+		for i, o := range allOutcomes {
+			cm.outcomes[i] = m.Requests.WithLabelValues(name, string(o))
+		}
+		for i, cc := range codeClasses {
+			cm.responses[i] = m.UpstreamResponses.WithLabelValues(name, cc)
+		}
+		cm.inflight = m.Inflight.WithLabelValues(name)
+		cm.queueLength = m.QueueLength.WithLabelValues(name)
+		cm.queueWait = m.QueueWait.WithLabelValues(name)
+		cm.upstreamDuration = m.UpstreamDuration.WithLabelValues(name)
+	}
+	return m
 }
+
+func (m *Metrics) of(c matrix.Class) *classMetrics { return &m.byClass[c] }
 
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.Requests, m.Inflight, m.QueueLength, m.QueueWait, m.UpstreamDuration,
@@ -87,18 +127,11 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 	return nil
 }
 
-func codeClass(status int) string {
-	switch {
-	case status >= 500 && status < 600:
-		return "5xx"
-	case status >= 400:
-		return "4xx"
-	case status >= 300:
-		return "3xx"
-	case status >= 200:
-		return "2xx"
-	case status >= 100:
-		return "1xx"
+// codeClass is the index in codeClasses of an upstream status; "error"
+// when no status came back (or a nonsense one).
+func codeClass(status int) int {
+	if status >= 100 && status < 600 {
+		return status/100 - 1
 	}
-	return "error"
+	return len(codeClasses) - 1
 }

@@ -1,0 +1,291 @@
+package herd
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// CoalescerConfig bounds a Coalescer. Zero fields take the defaults.
+type CoalescerConfig struct {
+	// MaxBodyBytes is the largest response body shared or stored; a larger
+	// answer streams to its own client only. Default 16 MiB.
+	MaxBodyBytes int64
+	// CacheBytes is the byte budget of everything the Coalescer holds:
+	// bodies being recorded in flight plus the completion cache. Default
+	// 256 MiB.
+	CacheBytes int64
+	// MaxEntries caps in-flight groups plus cached entries. Default 10000.
+	MaxEntries int
+	// FetchTimeout bounds a leader's upstream fetch, which is detached from
+	// its client, and a waiter asked to wait without a deadline. Default 5m.
+	FetchTimeout time.Duration
+	// ShareNoStoreInFlight lets a per-token (non-shared) key hand a
+	// Cache-Control: no-store response to the waiters of the same in-flight
+	// group; it is still never put in the completion cache nor shared across
+	// tokens. Off by default, as DESIGN.md's safety rules say. Synapse marks
+	// every JSON response no-store, so without this option coalescing never
+	// shares a Synapse JSON answer.
+	ShareNoStoreInFlight bool
+}
+
+// Defaults of CoalescerConfig.
+const (
+	DefaultMaxBodyBytes = 16 << 20
+	DefaultCacheBytes   = 256 << 20
+	DefaultMaxEntries   = 10000
+	DefaultFetchTimeout = 5 * time.Minute
+)
+
+func (cfg CoalescerConfig) withDefaults() CoalescerConfig {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.CacheBytes <= 0 {
+		cfg.CacheBytes = DefaultCacheBytes
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
+	if cfg.FetchTimeout <= 0 {
+		cfg.FetchTimeout = DefaultFetchTimeout
+	}
+	return cfg
+}
+
+// Outcome says how Do served a request.
+type Outcome uint8
+
+const (
+	// Leader: this request fetched from the upstream for its group.
+	Leader Outcome = iota
+	// Coalesced: it waited on an identical in-flight request and got its
+	// answer (or its error).
+	Coalesced
+	// Cached: it was answered from the completion cache.
+	Cached
+	// Passthrough: the answer could not be shared (or the Coalescer was
+	// full), so it called fetch with its own request and writer.
+	Passthrough
+	// Abandoned: its context or wait deadline ended while waiting. Nothing
+	// was written; the caller answers (429).
+	Abandoned
+)
+
+var outcomeNames = [...]string{"leader", "coalesced", "cached", "passthrough", "abandoned"}
+
+// String returns the outcome's lower-case name, fit for a metric label.
+func (o Outcome) String() string {
+	if int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "unknown"
+}
+
+// ErrWaitTimeout is returned by Do to a waiter whose wait deadline passed
+// before its group's answer arrived.
+var ErrWaitTimeout = errors.New("herd: timed out waiting for a coalesced request")
+
+// Coalescer shares one upstream fetch among identical concurrent requests
+// and replays recent answers from a bounded completion cache. See the package
+// doc for the safety rules. Safe for concurrent use; the zero value is not
+// usable, use NewCoalescer. It starts no goroutines.
+type Coalescer struct {
+	cfg CoalescerConfig
+	now func() time.Time // replaced in tests
+
+	mu sync.Mutex
+	st *store // guarded by mu
+}
+
+// NewCoalescer returns a Coalescer bounded by cfg (zero fields: defaults).
+func NewCoalescer(cfg CoalescerConfig) *Coalescer {
+	cfg = cfg.withDefaults()
+	return &Coalescer{cfg: cfg, now: time.Now, st: newStore(cfg.MaxEntries, cfg.CacheBytes)}
+}
+
+// Len reports the in-flight groups, the cached entries and the bytes held
+// (recordings in flight plus cached responses).
+func (c *Coalescer) Len() (groups, entries int, bytes int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.st.groups), c.st.cache.Len(), c.st.used
+}
+
+// Waiting reports how many requests are blocked waiting on in-flight groups.
+func (c *Coalescer) Waiting() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.waiting
+}
+
+// Do serves r through the coalescing group for key (from KeyOf).
+//
+//   - A cached answer younger than its ttl is replayed: Cached.
+//   - If an identical request is in flight, Do waits for it, bounded by
+//     r.Context() and wait (wait <= 0: FetchTimeout), and replays its status,
+//     headers and body with X-Mxgate-Coalesced: 1 (Coalesced), returns its
+//     fetch error (Coalesced, err), or — if the answer is not shareable —
+//     calls fetch(w, r) itself (Passthrough). If the wait ends first, Do
+//     writes nothing and returns Abandoned with r.Context().Err() or
+//     ErrWaitTimeout.
+//   - Otherwise this request leads: Do calls fetch on a request whose context
+//     is detached from the client and bounded by FetchTimeout, with a writer
+//     that streams to w and records the answer for the waiters. A shareable
+//     answer below 500 and other than 429 is then cached for ttl (ttl <= 0:
+//     not cached). Returns Leader and fetch's error.
+//   - If MaxEntries groups and entries are all in flight, fetch(w, r) is
+//     called alone: Passthrough.
+//
+// Only the leader and passthrough requests call fetch, so a group costs the
+// upstream one request (and, in the gate, one admission slot).
+func (c *Coalescer) Do(w http.ResponseWriter, r *http.Request, key Key, ttl, wait time.Duration,
+	fetch func(http.ResponseWriter, *http.Request) error) (Outcome, error) {
+	c.mu.Lock()
+	if res := c.st.lookup(key, c.now()); res != nil {
+		c.mu.Unlock()
+		replay(w, r, res)
+		return Cached, nil
+	}
+	if g := c.st.groups[key]; g != nil {
+		c.st.waiting++
+		c.mu.Unlock()
+		return c.await(w, r, g, wait, fetch)
+	}
+	if !c.st.roomForGroup() {
+		c.mu.Unlock()
+		return Passthrough, fetch(w, r)
+	}
+	g := newGroup()
+	c.st.groups[key] = g
+	c.mu.Unlock()
+	return Leader, c.lead(w, r, key, g, ttl, fetch)
+}
+
+// await waits for g's answer on behalf of one waiter (counted in
+// store.waiting by Do).
+func (c *Coalescer) await(w http.ResponseWriter, r *http.Request, g *group, wait time.Duration,
+	fetch func(http.ResponseWriter, *http.Request) error) (Outcome, error) {
+	if wait <= 0 {
+		wait = c.cfg.FetchTimeout
+	}
+	timer := time.NewTimer(wait)
+	var abandoned error
+	select {
+	case <-g.done:
+	case <-r.Context().Done():
+		abandoned = r.Context().Err()
+	case <-timer.C:
+		abandoned = ErrWaitTimeout
+	}
+	timer.Stop()
+	c.mu.Lock()
+	c.st.waiting--
+	c.mu.Unlock()
+
+	switch {
+	case abandoned != nil:
+		return Abandoned, abandoned
+	case g.err != nil:
+		return Coalesced, g.err
+	case g.res == nil:
+		return Passthrough, fetch(w, r)
+	default:
+		replay(w, r, g.res)
+		return Coalesced, nil
+	}
+}
+
+// lead runs fetch for g on a context detached from the leader's client and
+// publishes the result. If fetch panics (httputil.ReverseProxy panics with
+// http.ErrAbortHandler when the upstream breaks mid-body), the waiters are
+// sent upstream themselves and the panic continues to the server.
+func (c *Coalescer) lead(w http.ResponseWriter, r *http.Request, key Key, g *group, ttl time.Duration,
+	fetch func(http.ResponseWriter, *http.Request) error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.cfg.FetchTimeout)
+	defer cancel()
+	tw := newTeeWriter(c, key, g, w)
+	completed := false
+	defer func() {
+		if !completed {
+			tw.stopRecording()
+			c.giveUp(key, g)
+		}
+	}()
+
+	err := fetch(tw, r.WithContext(ctx))
+	if err == nil && !tw.wroteHeader {
+		tw.WriteHeader(http.StatusOK) // what net/http sends for a handler that wrote nothing
+	}
+	tw.forwardTrailers()
+	c.complete(key, g, tw, r.Method, err, ttl)
+	completed = true
+	return err
+}
+
+// complete publishes the leader's final result and caches it if allowed.
+func (c *Coalescer) complete(key Key, g *group, tw *teeWriter, method string, err error, ttl time.Duration) {
+	var res *response
+	if err == nil && tw.recording {
+		res = &response{status: tw.status, header: replayableHeader(tw.header), body: tw.body}
+		if method == http.MethodHead {
+			res.headLength = tw.header.Get("Content-Length")
+		}
+	}
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.releaseLocked(key, g, res, err)
+	if res != nil && cacheable(res, ttl) {
+		c.st.put(key, res, now.Add(ttl), tw.reserved, now)
+	} else {
+		c.st.unreserve(tw.reserved)
+	}
+	tw.reserved = 0
+}
+
+// cacheable reports whether a shareable answer may outlive its group:
+// errors and rate limits must reach the waiters that saw them, but a later
+// request has to ask again.
+func cacheable(res *response, ttl time.Duration) bool {
+	return ttl > 0 && res.status < 500 && res.status != http.StatusTooManyRequests &&
+		!cacheControlHas(res.header, "no-store")
+}
+
+// giveUp tells g's waiters to fetch for themselves and lets the next
+// identical request start a new group.
+func (c *Coalescer) giveUp(key Key, g *group) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.releaseLocked(key, g, nil, nil)
+}
+
+// releaseLocked publishes g's result once and removes g from the in-flight
+// map. c.mu must be held.
+func (c *Coalescer) releaseLocked(key Key, g *group, res *response, err error) {
+	if g.released {
+		return
+	}
+	g.released = true
+	g.res, g.err = res, err
+	close(g.done)
+	if c.st.groups[key] == g {
+		delete(c.st.groups, key)
+	}
+}
+
+// reserve charges n recorded bytes to the budget (see store.reserve).
+func (c *Coalescer) reserve(n int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.reserve(n)
+}
+
+// unreserve returns n recorded bytes to the budget.
+func (c *Coalescer) unreserve(n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.st.unreserve(n)
+}

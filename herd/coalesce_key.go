@@ -1,0 +1,152 @@
+package herd
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/mxgate/mxgate/matrix"
+)
+
+// Key identifies a set of requests that must receive the same answer. It is a
+// SHA-256 digest, so it holds no token, path or query in the clear and costs
+// the same memory whatever the request looks like. Build it with KeyOf.
+type Key struct {
+	sum [sha256.Size]byte
+	// shared is true when the key does not include the requester's credential,
+	// i.e. the answer may be served to other tokens.
+	shared bool
+}
+
+// Shared reports whether the key spans all tokens (see KeyOf).
+func (k Key) Shared() bool { return k.shared }
+
+// keyedHeaders are the request headers that can change what a homeserver (or
+// a proxy in front of it) answers to the same method, path and query. Two
+// requests that differ in any of them never share a response. Cookie is here
+// not because Matrix uses it but because an SSO flow or a fronting proxy may;
+// hashing it costs nothing and forbids a cookie-dependent answer from leaking.
+var keyedHeaders = [...]string{
+	"Accept",
+	"Accept-Encoding",
+	"Accept-Language",
+	"Origin",
+	"Cookie",
+	"If-None-Match",
+	"If-Modified-Since",
+	"If-Match",
+	"If-Unmodified-Since",
+}
+
+// varyAllowed reports whether a response header Vary: name is satisfied by the
+// key, i.e. requests sharing a key agree on that header.
+func varyAllowed(name string) bool {
+	if strings.EqualFold(name, "Authorization") {
+		return true
+	}
+	for _, h := range keyedHeaders {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// droppedQueryParams do not change the answer and are removed from the key:
+// _cacheBuster is a client-side cache defeat; access_token is the credential,
+// which the key covers through its digest (and must never be hashed alone,
+// where a shared key would otherwise still depend on it).
+func droppedQueryParam(name string) bool {
+	return name == "_cacheBuster" || name == "access_token"
+}
+
+// KeyOf returns the coalescing key of r and ok=true, or ok=false when r must
+// never be coalesced: a method other than GET and HEAD, a request body
+// (ContentLength != 0 or any Transfer-Encoding), a Range request, or a
+// protocol upgrade.
+//
+// The key covers: method, Host, the raw path (r.URL.EscapedPath(), never
+// decoded), the raw query minus _cacheBuster and access_token (remaining
+// parameters keep their order and encoding), the headers in keyedHeaders, and,
+// unless shared, the SHA-256 of the credential: matrix.AccessToken(r), or the
+// whole Authorization header when it is not a bearer token (federation
+// X-Matrix signatures), or empty for an anonymous request.
+//
+// shared=true leaves the credential out, so the answer is served across
+// tokens; callers pass it only for classes whose answer does not depend on the
+// requester (DESIGN.md: media downloads, unauthenticated /versions).
+func KeyOf(r *http.Request, shared bool) (Key, bool) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return Key{}, false
+	}
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Header.Get("Transfer-Encoding") != "" {
+		return Key{}, false
+	}
+	if r.Header.Get("Range") != "" || r.Header.Get("If-Range") != "" || r.Header.Get("Upgrade") != "" {
+		return Key{}, false
+	}
+
+	// Fields are appended length-prefixed to one buffer (on the stack for
+	// typical requests) and hashed once.
+	var stack [1024]byte
+	buf := stack[:0]
+	buf = appendField(buf, r.Method)
+	buf = appendField(buf, r.Host)
+	buf = appendField(buf, r.URL.EscapedPath())
+	buf = appendField(buf, keyedQuery(r.URL.RawQuery))
+	for _, name := range keyedHeaders {
+		// Each value separately, with their count, so that splitting or
+		// joining header lines cannot make two different requests alike.
+		vs := r.Header[name]
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(len(vs)))
+		for _, v := range vs {
+			buf = appendField(buf, v)
+		}
+	}
+	if !shared {
+		cred := matrix.AccessToken(r)
+		if cred == "" {
+			cred = r.Header.Get("Authorization")
+		}
+		if cred == "" {
+			buf = appendField(buf, "")
+		} else {
+			credSum := sha256.Sum256([]byte(cred))
+			buf = appendField(buf, string(credSum[:]))
+		}
+	}
+	return Key{sum: sha256.Sum256(buf), shared: shared}, true
+}
+
+// keyedQuery returns raw with the dropped parameters removed, leaving every
+// other byte as the client sent it (no decoding, no reordering).
+func keyedQuery(raw string) string {
+	if raw == "" || (!strings.Contains(raw, "_cacheBuster") && !strings.Contains(raw, "access") && !strings.Contains(raw, "%")) {
+		return raw
+	}
+	var b strings.Builder
+	b.Grow(len(raw))
+	for part := range strings.SplitSeq(raw, "&") {
+		name, _, _ := strings.Cut(part, "=")
+		if unescaped, err := url.QueryUnescape(name); err == nil {
+			name = unescaped
+		}
+		if droppedQueryParam(name) {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(part)
+	}
+	return b.String()
+}
+
+// appendField appends s length-prefixed, so field boundaries are
+// unambiguous.
+func appendField(buf []byte, s string) []byte {
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(len(s)))
+	return append(buf, s...)
+}

@@ -1,0 +1,105 @@
+package herd
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// checkNoGoroutineLeak fails the test if goroutines started during it are
+// still running (bounded wait) once every later-registered cleanup has run.
+// Register it first in a test so it runs last.
+func checkNoGoroutineLeak(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for runtime.NumGoroutine() > before {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				t.Fatalf("goroutine leak: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+// eventually polls cond until it holds, failing after a generous bound. It
+// waits for a state, it does not measure speed.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// upstream is an httptest homeserver counting the requests it serves.
+type upstream struct {
+	srv   *httptest.Server
+	hits  atomic.Int64
+	proxy *httputil.ReverseProxy
+	tr    *http.Transport
+}
+
+func newUpstream(t *testing.T, h http.HandlerFunc) *upstream {
+	t.Helper()
+	u := &upstream{}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
+		h(w, r)
+	}))
+	target, err := url.Parse(u.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.tr = &http.Transport{MaxIdleConnsPerHost: 200}
+	u.proxy = &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Transport: u.tr,
+		// Stream as the upstream writes, like Caddy's reverse_proxy does for
+		// unknown-length bodies.
+		FlushInterval: -1,
+	}
+	t.Cleanup(func() {
+		u.tr.CloseIdleConnections()
+		u.srv.Close()
+	})
+	return u
+}
+
+// fetch is the Coalescer fetch function proxying to the upstream.
+func (u *upstream) fetch(w http.ResponseWriter, r *http.Request) error {
+	u.proxy.ServeHTTP(w, r)
+	return nil
+}
+
+// gateway is a front server running every request through the Coalescer,
+// the way package gate will.
+func newGateway(t *testing.T, c *Coalescer, u *upstream, ttl, wait time.Duration, shared bool) (*httptest.Server, *http.Client) {
+	t.Helper()
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, ok := KeyOf(r, shared)
+		if !ok {
+			_ = u.fetch(w, r)
+			return
+		}
+		if outcome, err := c.Do(w, r, key, ttl, wait, u.fetch); outcome == Abandoned && err != nil {
+			http.Error(w, "abandoned", http.StatusTooManyRequests)
+		}
+	}))
+	tr := &http.Transport{MaxIdleConnsPerHost: 200, DisableCompression: true}
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		front.Close()
+	})
+	return front, &http.Client{Transport: tr}
+}
