@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mxgate/mxgate/herd"
 	"github.com/mxgate/mxgate/limiter"
 	"github.com/mxgate/mxgate/matrix"
 )
@@ -49,6 +50,9 @@ type Gate struct {
 	log      *slog.Logger
 	clientIP func(*http.Request) string
 	now      func() time.Time
+
+	coalescer *herd.Coalescer
+	detector  atomic.Pointer[herd.Detector]
 
 	counters outcomeCounters // per-class totals for Status (counters.go)
 	upstream upstreamHealth  // upstream answers for UpstreamHealth (health.go)
@@ -93,6 +97,8 @@ func New(cfg Config, opts Options) (*Gate, error) {
 		g.now = time.Now
 	}
 	g.adm = limiter.NewAdmission(admissionConfig(&cfg), g.now)
+	g.coalescer = newCoalescer()
+	g.detector.Store(newDetector(cfg.Herd))
 	g.cfg.Store(&cfg)
 	if err := g.applyStartupSheds(&cfg); err != nil {
 		return nil, err
@@ -107,6 +113,9 @@ func New(cfg Config, opts Options) (*Gate, error) {
 func (g *Gate) Configure(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if old := g.cfg.Load(); old.Herd.Window != cfg.Herd.Window || old.Herd.MinUsers != cfg.Herd.MinUsers {
+		g.detector.Store(newDetector(cfg.Herd))
 	}
 	g.cfg.Store(&cfg)
 	g.adm.Configure(admissionConfig(&cfg))
@@ -195,8 +204,10 @@ func (g *Gate) housekeep() {
 		case <-g.stop:
 			return
 		case <-t.C:
-			g.refreshModes(g.now())
+			now := g.now()
+			g.refreshModes(now)
 			g.updateGauges()
+			g.updateHerdGauges(now)
 		}
 	}
 }

@@ -37,10 +37,12 @@ func (g *Gate) Middleware(next http.Handler) http.Handler {
 // The stages, in order:
 //  1. classify the request into its endpoint class (and room);
 //  2. operator toggles: a shed class is answered at once;
-//  3. per-user token bucket, keyed by a hash of the access token (or IP);
-//  4. admission: global and class caps, else the class queue with its
+//  3. per-user token bucket, keyed by a hash of the access token (or IP),
+//     and herd detection per (class, room);
+//  4. coalescing of identical GET/HEAD requests (herd.go);
+//  5. admission: global and class caps, else the class queue with its
 //     deadline (herd requests queue behind the others);
-//  5. next, timed, with its status counted.
+//  6. next, timed, with its status counted.
 func (g *Gate) ServeNext(w http.ResponseWriter, r *http.Request, next Next) error {
 	cfg := g.cfg.Load()
 	route := matrix.Classify(r.Method, rawPath(r), r.URL.RawQuery)
@@ -55,27 +57,41 @@ func (g *Gate) ServeNext(w http.ResponseWriter, r *http.Request, next Next) erro
 		return g.reject(cfg, class, OutcomeShed, "shed by operator: "+mode.reason, false, 0)
 	}
 
-	// 3. Per-user rate.
+	// 3. Per-user rate, and herd detection: both key on who is asking.
+	var user matrix.TokenID
+	if limits.Rate > 0 || (cfg.Herd.MinUsers > 0 && route.Room != "") {
+		user = g.identity(r)
+	}
 	if limits.Rate > 0 {
-		key := limiter.RateKey{Class: uint8(class), ID: uint64(g.identity(r))}
+		key := limiter.RateKey{Class: uint8(class), ID: uint64(user)}
 		if ok, wait := g.rates.Allow(key, limits.Rate, limits.Burst, now); !ok {
 			return g.reject(cfg, class, OutcomeRateLimited, "too many "+name+" requests from this user", false, wait)
 		}
 	}
+	lane := g.observeHerd(cfg, route, user, now)
 
-	// 4. Admission.
-	return g.admitAndServe(w, r, cfg, class, limiter.LaneNormal, now, next)
+	// 4. Coalescing: identical requests share one upstream fetch.
+	if limits.Coalesce > 0 {
+		if ok, err := g.coalesce(w, r, cfg, class, lane, now, next); ok {
+			return err
+		}
+	}
+
+	// 5. Admission.
+	return g.admitAndServe(r.Context(), w, r, cfg, class, lane, now, next)
 }
 
 // admitAndServe waits for an admission slot, then serves the request
-// through next and frees the slot.
-// start is when the request arrived (the clock is read as few times as
+// through next and frees the slot. The wait ends when waitCtx does: the
+// client's context, even when r itself carries a context detached from the
+// client (a coalescing leader's upstream fetch must outlive its client, but
+// its place in the queue must not). start is when the request arrived (the clock is read as few times as
 // possible: on some virtual machines it costs more than the rest of the gate).
-func (g *Gate) admitAndServe(w http.ResponseWriter, r *http.Request, cfg *Config, class matrix.Class, lane limiter.Lane, start time.Time, next Next) error {
+func (g *Gate) admitAndServe(waitCtx context.Context, w http.ResponseWriter, r *http.Request, cfg *Config, class matrix.Class, lane limiter.Lane, start time.Time, next Next) error {
 	m := g.metrics.of(class)
 	name := class.String()
 	m.queueLength.Inc() // counted before Acquire, so a scrape never misses a waiter
-	waited, err := g.adm.Acquire(r.Context(), int(class), lane)
+	waited, err := g.adm.Acquire(waitCtx, int(class), lane)
 	m.queueLength.Dec()
 	began := start
 	if waited {

@@ -82,6 +82,7 @@ func (g *Gate) Status(now time.Time) Status {
 		Classes:  make([]ClassStatus, 0, matrix.NumClasses),
 		Toggles:  toggleStatuses(g.toggles.Active(now), now),
 		Upstream: g.UpstreamHealth(now),
+		Herds:    g.herdStatuses(now),
 	}
 	for _, c := range matrix.Classes() {
 		l := &cfg.Classes[c]

@@ -1,0 +1,177 @@
+package gate
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mxgate/mxgate/matrix"
+)
+
+func TestHerdDetectedInStatusAndMetrics(t *testing.T) {
+	now := time.Unix(5000, 0)
+	cfg := DefaultConfig()
+	cfg.Herd.MinUsers, cfg.Herd.Window = 50, 10*time.Second
+	m := NewMetrics()
+	g, err := New(cfg, Options{Metrics: m, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	h := g.Middleware(okHandler())
+	// 60 users spread over 60 rooms: no herd.
+	for i := 0; i < 60; i++ {
+		serveReq(h, "GET", fmt.Sprintf("/_matrix/client/v3/rooms/%%21room%d%%3Ax/members", i), fmt.Sprint("spread-", i))
+	}
+	if hs := g.Status(now).Herds; len(hs) != 0 {
+		t.Fatalf("herd declared for users spread over rooms: %+v", hs)
+	}
+	// 60 users on one room within the window: a herd.
+	for i := 0; i < 60; i++ {
+		serveReq(h, "GET", "/_matrix/client/v3/rooms/%21big%3Ax/members", fmt.Sprint("user-", i))
+		now = now.Add(50 * time.Millisecond)
+	}
+	hs := g.Status(now).Herds
+	if len(hs) != 1 || hs[0].Class != "room_state" || hs[0].Room != "%21big%3Ax" || hs[0].Users < 50 {
+		t.Fatalf("herds: %+v", hs)
+	}
+	g.updateHerdGauges(now)
+	if v := testutil.ToFloat64(m.HerdsActive.WithLabelValues("room_state")); v != 1 {
+		t.Fatalf("mxgate_herds_active{class=room_state} = %v", v)
+	}
+	if v := testutil.ToFloat64(m.HerdsStarted.WithLabelValues("room_state")); v != 1 {
+		t.Fatalf("mxgate_herds_total{class=room_state} = %v", v)
+	}
+	// The window passes without requests: the herd ends.
+	now = now.Add(11 * time.Second)
+	if hs := g.Status(now).Herds; len(hs) != 0 {
+		t.Fatalf("herd outlived its window: %+v", hs)
+	}
+}
+
+// blockingUpstream counts calls and holds each until released.
+type blockingUpstream struct {
+	calls   atomic.Int64
+	release chan struct{}
+}
+
+func (b *blockingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.calls.Add(1)
+	<-b.release
+	// What Synapse sends with every JSON answer.
+	w.Header().Set("Cache-Control", "no-cache, no-store, must-revalidate")
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"token":%q}`, matrix.AccessToken(r))
+}
+
+func TestCoalescingOneTokenOneUpstreamFetch(t *testing.T) {
+	up := &blockingUpstream{release: make(chan struct{})}
+	g := newTestGate(t, DefaultConfig())
+	h := g.Middleware(up)
+	var wg sync.WaitGroup
+	var coalesced atomic.Int64
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := serveReq(h, "GET", statePath, "same-token")
+			if rec.Code != 200 || rec.Body.String() != `{"token":"same-token"}` {
+				t.Errorf("got %d %q", rec.Code, rec.Body.String())
+			}
+			if rec.Header().Get("X-Mxgate-Coalesced") == "1" {
+				coalesced.Add(1)
+			}
+		}()
+	}
+	eventually(t, func() bool { return g.coalescer.Waiting() == 49 })
+	close(up.release)
+	wg.Wait()
+	if n := up.calls.Load(); n != 1 {
+		t.Fatalf("upstream fetched %d times for one token's identical requests", n)
+	}
+	if coalesced.Load() != 49 || g.counters.snapshot(matrix.RoomState).Coalesced != 49 {
+		t.Fatalf("coalesced answers %d, counter %d", coalesced.Load(), g.counters.snapshot(matrix.RoomState).Coalesced)
+	}
+	// no-store: the completed answer is not kept for later requests.
+	up.release = make(chan struct{})
+	close(up.release)
+	serveReq(h, "GET", statePath, "same-token")
+	if n := up.calls.Load(); n != 2 {
+		t.Fatalf("a no-store answer was served from the completion cache")
+	}
+}
+
+func TestCoalescingNeverCrossesTokens(t *testing.T) {
+	up := &blockingUpstream{release: make(chan struct{})}
+	close(up.release)
+	h := newTestGate(t, DefaultConfig()).Middleware(up)
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok := fmt.Sprint("token-", i)
+			if rec := serveReq(h, "GET", statePath, tok); rec.Body.String() != fmt.Sprintf(`{"token":%q}`, tok) {
+				t.Errorf("token %s got %q", tok, rec.Body.String())
+			}
+		}()
+	}
+	wg.Wait()
+	if n := up.calls.Load(); n != 40 {
+		t.Fatalf("upstream saw %d requests for 40 tokens", n)
+	}
+}
+
+// A coalescing leader whose client leaves while queued gives up its place;
+// the waiters of its group then go through admission themselves.
+func TestCoalescingLeaderLeavesWhileQueued(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Classes[matrix.RoomState].MaxInflight = 1
+	g := newTestGate(t, cfg)
+	up := &blockingUpstream{release: make(chan struct{})}
+	h := g.Middleware(up)
+	// Occupy the only slot with another room's request.
+	go serveReq(h, "GET", "/_matrix/client/v3/rooms/%21other%3Ax/state", "blocker")
+	eventually(t, func() bool { return up.calls.Load() == 1 })
+
+	leaderCtx, leave := context.WithCancel(context.Background())
+	leaderDone := make(chan struct{})
+	go func() {
+		defer close(leaderDone)
+		req := httptest.NewRequest("GET", statePath, nil).WithContext(leaderCtx)
+		req.Header.Set("Authorization", "Bearer tok")
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}()
+	eventually(t, func() bool { _, cs := g.adm.Snapshot(); return cs[matrix.RoomState].Queued == 1 })
+	waiter := make(chan *httptest.ResponseRecorder, 1)
+	go func() { waiter <- serveReq(h, "GET", statePath, "tok") }()
+	eventually(t, func() bool { return g.coalescer.Waiting() == 1 })
+	leave()
+	<-leaderDone
+	close(up.release)
+	rec := <-waiter
+	if rec.Code != 200 || rec.Body.String() != `{"token":"tok"}` {
+		t.Fatalf("waiter got %d %q", rec.Code, rec.Body.String())
+	}
+	if n := up.calls.Load(); n != 2 {
+		t.Fatalf("upstream calls %d, want the blocker and the waiter", n)
+	}
+}
+
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
