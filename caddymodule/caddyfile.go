@@ -40,6 +40,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			rate          <per_second> <burst>
 //			coalesce      <duration>
 //			priority      critical|normal|sheddable
+//			share_state   # room_state only
 //		}
 //		herd {
 //			window      <duration>
@@ -145,6 +146,14 @@ func (h *Handler) unmarshalClass(d *caddyfile.Dispenser) error {
 			cc.Coalesce, err = durationArg(d)
 		case "rate":
 			err = rateArgs(d, cc)
+		case "share_state":
+			if name != "room_state" {
+				return d.Errf("class %s: share_state is only for room_state", name)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			cc.ShareState = true
 		case "priority":
 			var p string
 			if p, err = oneString(d); err == nil {

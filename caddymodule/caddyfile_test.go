@@ -62,6 +62,7 @@ func TestCaddyfileErrorsNameFileAndLine(t *testing.T) {
 		{"herd unknown option", "mxgate {\n\therd {\n\t\tsize 3\n\t}\n}", "Caddyfile:5"},
 		{"herd min_users 0", "mxgate {\n\therd {\n\t\tmin_users 0\n\t}\n}", "Caddyfile:5"},
 		{"argument on directive", "mxgate now {\n}", "Caddyfile:3"},
+		{"share_state outside room_state", "mxgate {\n\tclass history {\n\t\tshare_state\n\t}\n}", "Caddyfile:5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := ":8080 {\n" + "\t" + strings.ReplaceAll(tc.body, "\n", "\n\t") + "\n\treverse_proxy 127.0.0.1:8008\n}\n"

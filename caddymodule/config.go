@@ -29,6 +29,10 @@ type ClassConfig struct {
 	Coalesce *caddy.Duration `json:"coalesce,omitempty"`
 	// critical, normal or sheddable: what a brownout sheds.
 	Priority string `json:"priority,omitempty"`
+	// Only for room_state: during a herd, serve one fetch of a room's
+	// /state and /joined_members to every requester the gate has verified
+	// as joined. Off by default; see the README before enabling.
+	ShareState bool `json:"share_state,omitempty"`
 }
 
 // RetryAfter is the jitter range of Retry-After on a 429.
@@ -78,8 +82,15 @@ func (h *Handler) gateConfig() (gate.Config, error) {
 		if err != nil {
 			return cfg, err
 		}
-		if err := h.Classes[name].apply(&cfg.Classes[class]); err != nil {
+		cc := h.Classes[name]
+		if err := cc.apply(&cfg.Classes[class]); err != nil {
 			return cfg, fmt.Errorf("class %s: %w", name, err)
+		}
+		if cc != nil && cc.ShareState {
+			if class != matrix.RoomState {
+				return cfg, fmt.Errorf("class %s: share_state is only for room_state", name)
+			}
+			cfg.ShareRoomState = true
 		}
 	}
 	if h.Herd != nil {

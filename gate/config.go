@@ -26,6 +26,9 @@ type Config struct {
 	Herd HerdConfig
 	// Shed lists classes shed from start (the Caddyfile's `shed CLASS`).
 	Shed []matrix.Class
+	// ShareRoomState serves one fetch of a herd room's /state and
+	// /joined_members to every requester verified as joined (sharestate.go).
+	ShareRoomState bool
 }
 
 // HerdConfig configures herd detection and mitigation.
@@ -83,6 +86,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	h := c.Herd
+	if c.ShareRoomState && h.MinUsers <= 0 {
+		errs = append(errs, errors.New("share_state needs herd detection (it acts only during a herd)"))
+	}
 	if h.MinUsers < 0 || (h.MinUsers > 0 && h.Window <= 0) {
 		errs = append(errs, fmt.Errorf("herd needs window > 0 and min_users >= 0, got %v %d", h.Window, h.MinUsers))
 	}

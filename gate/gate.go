@@ -53,6 +53,7 @@ type Gate struct {
 
 	coalescer *herd.Coalescer
 	detector  atomic.Pointer[herd.Detector]
+	sharer    *stateSharer // share_state (sharestate.go)
 
 	counters outcomeCounters // per-class totals for Status (counters.go)
 	upstream upstreamHealth  // upstream answers for UpstreamHealth (health.go)
@@ -98,6 +99,7 @@ func New(cfg Config, opts Options) (*Gate, error) {
 	}
 	g.adm = limiter.NewAdmission(admissionConfig(&cfg), g.now)
 	g.coalescer = newCoalescer()
+	g.sharer = newStateSharer()
 	g.detector.Store(newDetector(cfg.Herd))
 	g.cfg.Store(&cfg)
 	if err := g.applyStartupSheds(&cfg); err != nil {

@@ -39,10 +39,12 @@ func (g *Gate) Middleware(next http.Handler) http.Handler {
 //  2. operator toggles: a shed class is answered at once;
 //  3. per-user token bucket, keyed by a hash of the access token (or IP),
 //     and herd detection per (class, room);
-//  4. coalescing of identical GET/HEAD requests (herd.go);
-//  5. admission: global and class caps, else the class queue with its
+//  4. during a herd, opt-in sharing of a room's state among verified
+//     members (sharestate.go);
+//  5. coalescing of identical GET/HEAD requests (herd.go);
+//  6. admission: global and class caps, else the class queue with its
 //     deadline (herd requests queue behind the others);
-//  6. next, timed, with its status counted.
+//  7. next, timed, with its status counted.
 func (g *Gate) ServeNext(w http.ResponseWriter, r *http.Request, next Next) error {
 	cfg := g.cfg.Load()
 	route := matrix.Classify(r.Method, rawPath(r), r.URL.RawQuery)
@@ -70,14 +72,21 @@ func (g *Gate) ServeNext(w http.ResponseWriter, r *http.Request, next Next) erro
 	}
 	lane := g.observeHerd(cfg, route, user, now)
 
-	// 4. Coalescing: identical requests share one upstream fetch.
+	// 4. During a herd, verified members may share one fetch of room state.
+	if cfg.ShareRoomState && lane == limiter.LaneHerd && class == matrix.RoomState && isSharedStatePath(rawPath(r)) {
+		if ok, err := g.serveSharedState(w, r, cfg, route, now, next); ok {
+			return err
+		}
+	}
+
+	// 5. Coalescing: identical requests share one upstream fetch.
 	if limits.Coalesce > 0 {
 		if ok, err := g.coalesce(w, r, cfg, class, lane, now, next); ok {
 			return err
 		}
 	}
 
-	// 5. Admission.
+	// 6. Admission.
 	return g.admitAndServe(r.Context(), w, r, cfg, class, lane, now, next)
 }
 

@@ -1,0 +1,147 @@
+package gate
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/mxgate/mxgate/matrix"
+)
+
+// fakeStateServer answers whoami, single member events and a room's full
+// state the way a homeserver would for tokens "member-N" (joined) and
+// "outsider-N" (not joined).
+type fakeStateServer struct {
+	stateCalls, memberChecks atomic.Int64
+	hold                     chan struct{} // closed: state answers at once
+}
+
+func (f *fakeStateServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tok := matrix.AccessToken(r)
+	user := "@" + tok + ":x"
+	w.Header().Set("Cache-Control", "no-cache, no-store, must-revalidate")
+	w.Header().Set("Content-Type", "application/json")
+	path := r.URL.EscapedPath()
+	switch {
+	case strings.HasSuffix(path, "/account/whoami"):
+		fmt.Fprintf(w, `{"user_id":%q}`, user)
+	case strings.Contains(path, "/state/m.room.member/"):
+		f.memberChecks.Add(1)
+		if strings.HasPrefix(tok, "member-") && strings.HasSuffix(r.URL.Path, "/m.room.member/"+user) {
+			fmt.Fprint(w, `{"membership":"join"}`)
+			return
+		}
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, `{"errcode":"M_FORBIDDEN"}`)
+	case strings.HasSuffix(path, "/state"):
+		f.stateCalls.Add(1)
+		if !strings.HasPrefix(tok, "member-") {
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprint(w, `{"errcode":"M_FORBIDDEN","error":"not in room"}`)
+			return
+		}
+		<-f.hold
+		fmt.Fprintf(w, `[{"type":"m.room.create","state_key":"","content":{}},`+
+			`{"type":"m.room.topic","state_key":"","content":{"topic":"t"},"unsigned":{"age":5,"transaction_id":"txn-of-%s"}}]`, tok)
+	default:
+		w.WriteHeader(http.StatusNotFound)
+	}
+}
+
+func TestShareStateServesVerifiedMembersOneFetch(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ShareRoomState = true
+	cfg.Herd.MinUsers = 50
+	cfg.Classes[matrix.RoomState].Coalesce = 0 // isolate share_state from per-token coalescing
+	g := newTestGate(t, cfg)
+	up := &fakeStateServer{hold: make(chan struct{})}
+	close(up.hold)
+	h := g.Middleware(up)
+
+	// 55 members ask in turn: the herd starts at the 50th.
+	for i := 0; i < 55; i++ {
+		if rec := serveReq(h, "GET", statePath, fmt.Sprint("member-", i)); rec.Code != 200 {
+			t.Fatalf("warm-up %d: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	if len(g.Status(g.now()).Herds) != 1 {
+		t.Fatal("no herd after 55 users")
+	}
+
+	// Now the herd asks at once, with 5 outsiders among them.
+	up.hold = make(chan struct{})
+	before := up.stateCalls.Load()
+	var wg sync.WaitGroup
+	results := make([]*struct {
+		code      int
+		body      string
+		coalesced bool
+	}, 60)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok := fmt.Sprint("member-", i)
+			if i >= 55 {
+				tok = fmt.Sprint("outsider-", i)
+			}
+			rec := serveReq(h, "GET", statePath, tok)
+			results[i] = &struct {
+				code      int
+				body      string
+				coalesced bool
+			}{rec.Code, rec.Body.String(), rec.Header().Get("X-Mxgate-Coalesced") == "1"}
+		}()
+	}
+	eventually(t, func() bool { return g.sharer.waiting.Load() == 54 })
+	close(up.hold)
+	wg.Wait()
+
+	// One fetch for the 55 members, one each for the outsiders (refused).
+	if n := up.stateCalls.Load() - before; n != 1+5 {
+		t.Fatalf("upstream state fetches %d, want 6", n)
+	}
+	shared := 0
+	for i, res := range results {
+		if i >= 55 {
+			if res.code != http.StatusForbidden {
+				t.Errorf("outsider %d got %d %s", i, res.code, res.body)
+			}
+			continue
+		}
+		if res.code != 200 {
+			t.Fatalf("member %d got %d", i, res.code)
+		}
+		var events []map[string]any
+		if err := json.Unmarshal([]byte(res.body), &events); err != nil || len(events) != 2 {
+			t.Fatalf("member %d body %s", i, res.body)
+		}
+		if strings.Contains(res.body, "transaction_id") {
+			t.Fatalf("member %d saw another device's transaction_id: %s", i, res.body)
+		}
+		if res.coalesced {
+			shared++
+		}
+	}
+	if shared != 54 {
+		t.Fatalf("%d members served from the shared fetch, want 54", shared)
+	}
+}
+
+func TestStripTransactionIDs(t *testing.T) {
+	in := `[{"type":"a","unsigned":{"age":1,"transaction_id":"x"}},{"type":"b"}]`
+	out, ok := stripTransactionIDs([]byte(in))
+	if !ok || strings.Contains(string(out), "transaction_id") || !strings.Contains(string(out), `"age":1`) {
+		t.Fatalf("got %s %v", out, ok)
+	}
+	if _, ok := stripTransactionIDs([]byte(`{"joined":{"@a:x":{"display_name":"transaction_id"}}}`)); ok {
+		t.Fatal("an answer mentioning transaction_id that is not an event list was shared")
+	}
+	if out, ok := stripTransactionIDs([]byte(`{"joined":{}}`)); !ok || string(out) != `{"joined":{}}` {
+		t.Fatalf("clean answer changed: %s", out)
+	}
+}
