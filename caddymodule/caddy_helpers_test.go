@@ -34,6 +34,18 @@ func startCaddy(t *testing.T, caddyfile string) {
 	t.Helper()
 	t.Setenv("XDG_DATA_HOME", t.TempDir())   // toggle state files
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir()) // Caddy's config autosave
+	loadCaddyfile(t, caddyfile)
+	t.Cleanup(func() {
+		if err := caddy.Stop(); err != nil {
+			t.Errorf("stopping caddy: %v", err)
+		}
+	})
+}
+
+// loadCaddyfile adapts and loads a Caddyfile into the running Caddy: a
+// config reload when one is running.
+func loadCaddyfile(t *testing.T, caddyfile string) {
+	t.Helper()
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
 		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
@@ -41,11 +53,6 @@ func startCaddy(t *testing.T, caddyfile string) {
 	if err := caddy.Load(cfg, true); err != nil {
 		t.Fatalf("loading config: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := caddy.Stop(); err != nil {
-			t.Errorf("stopping caddy: %v", err)
-		}
-	})
 }
 
 // countingUpstream is a test homeserver that counts concurrent requests

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -273,5 +274,78 @@ http://127.0.0.1:%d {
 	}
 	if n := up.seen("/_matrix/client/v3/rooms/!busy:example.org/receipt/m.read/$ev"); n != 8 {
 		t.Fatalf("upstream got %d receipts, want exactly the 8 admitted", n)
+	}
+}
+
+// A config reload keeps the gate: requests in flight still count against
+// the (new) cap, and the metrics on the admin endpoint carry on.
+func TestCaddyReloadKeepsInflightAndMetrics(t *testing.T) {
+	release := make(chan struct{})
+	up := newCountingUpstream(t, func(r *http.Request) {
+		if r.URL.Query().Get("hang") != "" {
+			<-release
+		}
+	})
+	port, admin := freePort(t), freePort(t)
+	site := func(limit int) string {
+		return fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	metrics
+}
+http://127.0.0.1:%d {
+	mxgate {
+		class room_state {
+			max_inflight %d
+			queue 10
+			queue_timeout 200ms
+		}
+	}
+	reverse_proxy %s
+}`, admin, port, limit, up.addr)
+	}
+	startCaddy(t, site(2))
+	base := fmt.Sprintf("http://127.0.0.1:%d%s", port, roomStatePath)
+	var hangers sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		hangers.Add(1)
+		go func() {
+			defer hangers.Done()
+			get(context.Background(), base+"?hang=1", fmt.Sprint("hanger-", i))
+		}()
+	}
+	eventually(t, "two requests in flight", func() bool { return up.cur.Load() == 2 })
+	defer func() { close(release); hangers.Wait() }()
+
+	loadCaddyfile(t, site(3)) // reload with one more slot
+	// The two hung requests still hold their slots: one more fits, the
+	// next one times out in the queue.
+	if resp, _, err := get(context.Background(), base+"?n=1", "third"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("third request after reload: %v %v", resp, err)
+	}
+	go get(context.Background(), base+"?hang=2", "fourth-hangs")
+	eventually(t, "three in flight", func() bool { return up.cur.Load() == 3 })
+	if resp, body, err := get(context.Background(), base+"?n=2", "fifth"); err != nil {
+		t.Fatal(err)
+	} else {
+		checkLimitExceeded(t, resp, body, 2*time.Second, 20*time.Second)
+	}
+
+	resp, body, err := get(context.Background(), fmt.Sprintf("http://127.0.0.1:%d/metrics", admin), "")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("metrics: %v %v", resp, err)
+	}
+	for _, want := range []string{
+		`mxgate_inflight{class="room_state"} 3`,
+		`mxgate_requests_total{class="room_state",outcome="timeout"}`,
+		`mxgate_upstream_responses_total{class="room_state",code_class="2xx"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics after reload lack %s", want)
+		}
+	}
+	for _, secret := range []string{"hanger-0", "third", "fifth"} {
+		if strings.Contains(string(body), secret) {
+			t.Fatalf("a token appears in the metrics: %s", secret)
+		}
 	}
 }
