@@ -1,0 +1,91 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+)
+
+// coalesceCopies is how many identical /state requests one user sends at once.
+const coalesceCopies = 20
+
+// TestCoalescingAgainstDendrite sends coalesceCopies identical /state
+// requests with one access token at once through the tight gateway (whose
+// room_state keeps the built-in coalesce window). Every copy must get the
+// same 200 answer, Dendrite must see fewer requests than were sent, and the
+// coalesced outcome must show in mxgate's metrics.
+func TestCoalescingAgainstDendrite(t *testing.T) {
+	needGateways(t)
+	checkGoroutineLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	owner := newClient(t, env.dendrite.url, newTransport(t))
+	if _, err := register(ctx, owner, "tabs-"+uniqueSuffix(), "tabs-password"); err != nil {
+		t.Fatal(err)
+	}
+	created, err := owner.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "tabs"})
+	if err != nil {
+		t.Fatalf("create room: %v", err)
+	}
+	before, err := scrapeMetrics(ctx, env.tight.admin)
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	env.probe.reset()
+
+	rec := newRecorder(newTransport(t), true)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range coalesceCopies {
+		cli := newClient(t, env.tight.url, rec)
+		cli.SetCredentials(owner.UserID, owner.AccessToken)
+		cli.DefaultHTTPRetries = 10 // in case a copy is shed before it can join the leader
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, _ = cli.State(ctx, created.RoomID) // outcomes are checked on the recorded exchanges
+		}()
+	}
+	close(start)
+	wg.Wait()
+
+	var answers [][]byte
+	for _, e := range rec.take() {
+		switch e.status {
+		case http.StatusOK:
+			answers = append(answers, e.body)
+		case http.StatusTooManyRequests: // retried by mautrix
+		default:
+			t.Errorf("a copy got status %d: %s", e.status, e.body)
+		}
+	}
+	if len(answers) != coalesceCopies {
+		t.Fatalf("%d of %d copies got a 200", len(answers), coalesceCopies)
+	}
+	for _, a := range answers[1:] {
+		if !bytes.Equal(a, answers[0]) {
+			t.Fatalf("coalesced copies got different answers:\n%s\n%s", answers[0], a)
+		}
+	}
+	after, err := scrapeMetrics(ctx, env.tight.admin)
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	m := map[string]string{"class": "room_state", "outcome": "coalesced"}
+	coalesced := metricSum(after, "mxgate_requests_total", m) - metricSum(before, "mxgate_requests_total", m)
+	upstream := env.probe.totalOf("room_state")
+	t.Logf("%d identical requests: %d reached Dendrite, %v counted as coalesced", coalesceCopies, upstream, coalesced)
+	if upstream >= coalesceCopies {
+		t.Errorf("Dendrite saw %d of %d identical /state requests; coalescing shared none", upstream, coalesceCopies)
+	}
+	if coalesced == 0 {
+		t.Errorf("mxgate_requests_total{class=\"room_state\",outcome=\"coalesced\"} did not grow")
+	}
+}
