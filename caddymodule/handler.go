@@ -63,8 +63,9 @@ type Handler struct {
 	// judged from the upstream's answers to real traffic.
 	HealthDial string `json:"health_dial,omitempty"`
 
-	gate *gate.Gate
-	zone string
+	gate    *gate.Gate
+	configs *zoneConfigs // the zone's live configs (pool.go)
+	zone    string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -91,12 +92,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	opts := gate.Options{Logger: ctx.Slogger(), Metrics: sharedMetrics, ClientIP: caddyClientIP,
 		Toggles: h.toggleStore(ctx.Slogger())}
-	g, err := loadGate(h.zone, cfg, opts)
+	g, err := loadGate(h, cfg, h.zoneSettings(), opts)
 	if err != nil {
 		return err
 	}
 	h.gate = g
-	setZoneSettings(h.zone, h.zoneSettings())
 	return nil
 }
 
@@ -112,12 +112,9 @@ func (h *Handler) Cleanup() error {
 	if h.gate == nil {
 		return nil
 	}
+	g := h.gate
 	h.gate = nil
-	deleted, err := gates.Delete(h.zone)
-	if deleted {
-		forgetZoneSettings(h.zone)
-	}
-	return err
+	return releaseGate(h, g)
 }
 
 // ServeHTTP runs the request through the gate and on to next.

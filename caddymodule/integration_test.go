@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mxgate/mxgate/gate"
 )
 
 const roomStatePath = "/_matrix/client/v3/rooms/%21herd%3Aexample.org/state"
@@ -348,4 +351,47 @@ http://127.0.0.1:%d {
 			t.Fatalf("a token appears in the metrics: %s", secret)
 		}
 	}
+}
+
+// A reload that Caddy rejects must leave the running gate as it was, even
+// though the new config's first mxgate handler was already provisioned.
+func TestCaddyRejectedReloadKeepsGateConfig(t *testing.T) {
+	port, admin := freePort(t), freePort(t)
+	config := func(handlers ...string) []byte {
+		routes := make([]string, len(handlers))
+		for i, h := range handlers {
+			routes[i] = fmt.Sprintf(`{"handle":[%s,{"handler":"static_response","body":"ok"}]}`, h)
+		}
+		return []byte(fmt.Sprintf(`{"admin":{"listen":"127.0.0.1:%d","config":{"persist":false}},
+			"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],"routes":[%s]}}}}}`,
+			admin, port, strings.Join(routes, ",")))
+	}
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	if err := caddy.Load(config(`{"handler":"mxgate","max_inflight":8,"shed":["search"]}`), true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { caddy.Stop() })
+	check := func(when string) {
+		t.Helper()
+		var cfg gate.Config
+		var modes []string
+		zoneGates(func(zone string, g *gate.Gate) {
+			cfg = g.Config()
+			for _, tg := range g.Toggles().Active(time.Now()) {
+				modes = append(modes, tg.Target+"="+tg.Mode.String())
+			}
+		})
+		if cfg.MaxInflight != 8 || len(modes) != 1 || modes[0] != "search=shed" {
+			t.Fatalf("%s: gate runs max_inflight %d, toggles %v", when, cfg.MaxInflight, modes)
+		}
+	}
+	check("after first load")
+	err := caddy.Load(config(
+		`{"handler":"mxgate","max_inflight":99}`,
+		`{"handler":"mxgate","classes":{"room_state":{"share_state":true}},"herd":{"disabled":true}}`,
+	), true)
+	if err == nil {
+		t.Fatal("an invalid config was accepted")
+	}
+	check("after the rejected reload")
 }

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"sync"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/mxgate/mxgate/gate"
@@ -16,7 +18,10 @@ var gates = caddy.NewUsagePool()
 // metrics registry, so counters continue across reloads.
 var sharedMetrics = gate.NewMetrics()
 
-type pooledGate struct{ *gate.Gate }
+type pooledGate struct {
+	*gate.Gate
+	configs *zoneConfigs
+}
 
 // Destruct stops the gate when its last handler is cleaned up.
 func (p pooledGate) Destruct() error {
@@ -24,25 +29,78 @@ func (p pooledGate) Destruct() error {
 	return nil
 }
 
-func loadGate(zone string, cfg gate.Config, opts gate.Options) (*gate.Gate, error) {
-	val, loaded, err := gates.LoadOrNew(zone, func() (caddy.Destructor, error) {
+// zoneConfigs remembers the configuration of every live handler of a zone,
+// so that the zone always runs the newest one still alive. A reload applies
+// its config as its handlers are provisioned; if Caddy then rejects the
+// reload, it cleans those handlers up and the zone goes back to the config
+// of the handlers still serving.
+type zoneConfigs struct {
+	mu   sync.Mutex
+	seq  uint64
+	live map[*Handler]zoneConfig
+}
+
+type zoneConfig struct {
+	seq      uint64
+	gate     gate.Config
+	settings zoneSettings
+}
+
+// loadGate returns h's zone's gate, building it or applying h's config to
+// it.
+func loadGate(h *Handler, cfg gate.Config, settings zoneSettings, opts gate.Options) (*gate.Gate, error) {
+	val, loaded, err := gates.LoadOrNew(h.zone, func() (caddy.Destructor, error) {
 		g, err := gate.New(cfg, opts)
 		if err != nil {
 			return nil, err
 		}
-		return pooledGate{g}, nil
+		return pooledGate{Gate: g, configs: &zoneConfigs{live: make(map[*Handler]zoneConfig)}}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	g := val.(pooledGate).Gate
+	p := val.(pooledGate)
 	if loaded {
-		if err := g.Configure(cfg); err != nil {
-			_, _ = gates.Delete(zone)
+		if err := p.Configure(cfg); err != nil {
+			_, _ = gates.Delete(h.zone)
 			return nil, err
 		}
 	}
-	return g, nil
+	p.configs.mu.Lock()
+	p.configs.seq++
+	p.configs.live[h] = zoneConfig{seq: p.configs.seq, gate: cfg, settings: settings}
+	p.configs.mu.Unlock()
+	setZoneSettings(h.zone, settings)
+	h.configs = p.configs
+	return p.Gate, nil
+}
+
+// releaseGate drops h's reference to its zone's gate. If h's config was the
+// one in force and other handlers of the zone live on, the newest of theirs
+// is applied again.
+func releaseGate(h *Handler, g *gate.Gate) error {
+	zc := h.configs
+	zc.mu.Lock()
+	gone := zc.live[h]
+	delete(zc.live, h)
+	var newest zoneConfig
+	for _, c := range zc.live {
+		if c.seq > newest.seq {
+			newest = c
+		}
+	}
+	zc.mu.Unlock()
+	if newest.seq != 0 && gone.seq > newest.seq {
+		if err := g.Configure(newest.gate); err != nil {
+			return err
+		}
+		setZoneSettings(h.zone, newest.settings)
+	}
+	deleted, err := gates.Delete(h.zone)
+	if deleted {
+		forgetZoneSettings(h.zone)
+	}
+	return err
 }
 
 // zoneGates calls f for each live gate, by zone name.
