@@ -279,6 +279,9 @@ func TestAdminToggleSurvivesReloadAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	zoneGates(func(zone string, _ *gate.Gate) { t.Errorf("zone %s survived Stop", zone) })
+	// Keep-alive connections to the stopped server are dead; a POST on one
+	// would not be retried.
+	http.DefaultClient.CloseIdleConnections()
 	loadJSON(t, s.config(128))
 	code, body := s.client(t, "POST", searchURL)
 	if code != http.StatusTooManyRequests || !strings.Contains(body, "incident 42") {

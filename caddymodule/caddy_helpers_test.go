@@ -32,8 +32,7 @@ func freePort(t *testing.T) int {
 // parallel.
 func startCaddy(t *testing.T, caddyfile string) {
 	t.Helper()
-	t.Setenv("XDG_DATA_HOME", t.TempDir())   // toggle state files
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir()) // Caddy's config autosave
+	t.Setenv("XDG_DATA_HOME", t.TempDir()) // toggle state files
 	loadCaddyfile(t, caddyfile)
 	t.Cleanup(func() {
 		if err := caddy.Stop(); err != nil {
