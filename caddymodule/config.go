@@ -68,6 +68,9 @@ func (h *Handler) gateConfig() (gate.Config, error) {
 	}
 	if h.RetryAfter != nil {
 		cfg.RetryAfterMin, cfg.RetryAfterMax = time.Duration(h.RetryAfter.Min), time.Duration(h.RetryAfter.Max)
+		// Unless set in herd { retry_after }, a herd's range is the normal
+		// one stretched: same minimum, three times the maximum.
+		cfg.Herd.RetryAfterMin, cfg.Herd.RetryAfterMax = cfg.RetryAfterMin, 3*cfg.RetryAfterMax
 	}
 	if h.LIFOAfter != nil {
 		cfg.LIFOAfter = time.Duration(*h.LIFOAfter)
