@@ -266,6 +266,7 @@ func TestAdminToggleSurvivesReloadAndRestart(t *testing.T) {
 
 	// A config reload (a changed config, as `mxgate reload` sends it).
 	loadJSON(t, s.config(128))
+	http.DefaultClient.CloseIdleConnections() // the reload closed them server-side
 	var st StatusResponse
 	s.mustAdmin(t, "GET", "/mxgate/status", "", &st)
 	if st.Zones[0].Global.MaxInflight != 128 {

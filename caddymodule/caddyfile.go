@@ -41,6 +41,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			coalesce      <duration>
 //			priority      critical|normal|sheddable
 //			share_state   # room_state only
+//			adaptive      [off]
 //		}
 //		herd {
 //			window      <duration>
@@ -51,6 +52,19 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		shed <class>...
 //		state_file <path>|off
 //		max_toggle_duration <duration>
+//		health_dial   <host:port>
+//		adaptive      [off]     # every class but sync; see resilience.go
+//		ride_through  [off] {
+//			failures       <n>
+//			probe_interval <duration>
+//			slow_start     <duration>
+//			max_body       <bytes>
+//		}
+//		error_shed    [off] {
+//			threshold   <ratio>
+//			min_samples <n>
+//			window      <duration>
+//		}
 //	}
 //
 // Unknown and repeated subdirectives are errors naming file and line.
@@ -97,6 +111,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.unmarshalHerd(d)
 		case "shed":
 			err = h.unmarshalShed(d)
+		case "health_dial":
+			h.HealthDial, err = oneString(d)
+		case "adaptive":
+			h.Adaptive, err = unmarshalOnOff(d)
+		case "ride_through":
+			err = h.unmarshalRideThrough(d)
+		case "error_shed":
+			err = h.unmarshalErrorShed(d)
 		case "state_file":
 			h.StateFile, err = oneString(d)
 		case "max_toggle_duration":
@@ -154,6 +176,8 @@ func (h *Handler) unmarshalClass(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			cc.ShareState = true
+		case "adaptive":
+			cc.Adaptive, err = unmarshalOnOff(d)
 		case "priority":
 			var p string
 			if p, err = oneString(d); err == nil {

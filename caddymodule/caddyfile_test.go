@@ -62,6 +62,16 @@ func TestCaddyfileErrorsNameFileAndLine(t *testing.T) {
 		{"herd unknown option", "mxgate {\n\therd {\n\t\tsize 3\n\t}\n}", "Caddyfile:5"},
 		{"herd min_users 0", "mxgate {\n\therd {\n\t\tmin_users 0\n\t}\n}", "Caddyfile:5"},
 		{"argument on directive", "mxgate now {\n}", "Caddyfile:3"},
+		{"adaptive bad argument", "mxgate {\n\tadaptive maybe\n}", "Caddyfile:4"},
+		{"class adaptive bad argument", "mxgate {\n\tclass history {\n\t\tadaptive yes\n\t}\n}", "Caddyfile:5"},
+		{"ride_through unknown option", "mxgate {\n\tride_through {\n\t\tretries 3\n\t}\n}", "Caddyfile:5"},
+		{"ride_through failures 0", "mxgate {\n\tride_through {\n\t\tfailures 0\n\t}\n}", "Caddyfile:5"},
+		{"ride_through bad slow_start", "mxgate {\n\tride_through {\n\t\tslow_start soon\n\t}\n}", "Caddyfile:5"},
+		{"ride_through repeated option", "mxgate {\n\tride_through {\n\t\tfailures 2\n\t\tfailures 3\n\t}\n}", "Caddyfile:6"},
+		{"ride_through off with block", "mxgate {\n\tride_through off {\n\t\tfailures 2\n\t}\n}", "Caddyfile:5"},
+		{"error_shed threshold > 1", "mxgate {\n\terror_shed {\n\t\tthreshold 1.5\n\t}\n}", "Caddyfile:5"},
+		{"error_shed window 0", "mxgate {\n\terror_shed {\n\t\twindow 0s\n\t}\n}", "Caddyfile:5"},
+		{"error_shed bad argument", "mxgate {\n\terror_shed now\n}", "Caddyfile:4"},
 		{"share_state outside room_state", "mxgate {\n\tclass history {\n\t\tshare_state\n\t}\n}", "Caddyfile:5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -33,6 +33,9 @@ type ClassConfig struct {
 	// /state and /joined_members to every requester the gate has verified
 	// as joined. Off by default; see the README before enabling.
 	ShareState bool `json:"share_state,omitempty"`
+	// Adaptive in-flight limit for this class: max_inflight becomes its
+	// ceiling (resilience.go). Unset: the handler's `adaptive`.
+	Adaptive *bool `json:"adaptive,omitempty"`
 }
 
 // RetryAfter is the jitter range of Retry-After on a 429.
@@ -109,6 +112,9 @@ func (h *Handler) gateConfig() (gate.Config, error) {
 		if ra := h.Herd.RetryAfter; ra != nil {
 			cfg.Herd.RetryAfterMin, cfg.Herd.RetryAfterMax = time.Duration(ra.Min), time.Duration(ra.Max)
 		}
+	}
+	if err := h.applyResilience(&cfg); err != nil { // resilience.go
+		return cfg, err
 	}
 	for _, name := range h.Shed {
 		class, err := matrix.ParseClass(name)

@@ -62,10 +62,19 @@ type Handler struct {
 	// is reachable (mxgate gateway sets its upstream). Unset: health is
 	// judged from the upstream's answers to real traffic.
 	HealthDial string `json:"health_dial,omitempty"`
+	// Adaptive in-flight limits for every class except long-poll sync
+	// (resilience.go); a class's own `adaptive` wins.
+	Adaptive *bool `json:"adaptive,omitempty"`
+	// Ride through upstream restarts, with slow start after (resilience.go).
+	// ride_through probes health_dial when set.
+	RideThrough *RideThroughConfig `json:"ride_through,omitempty"`
+	// Shed sheddable classes while the upstream's 5xx ratio is high.
+	ErrorShed *ErrorShedConfig `json:"error_shed,omitempty"`
 
-	gate    *gate.Gate
-	configs *zoneConfigs // the zone's live configs (pool.go)
-	zone    string
+	gate     *gate.Gate
+	configs  *zoneConfigs // the zone's live configs (pool.go)
+	released bool         // Cleanup ran (Caddy calls it from one goroutine)
+	zone     string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -90,7 +99,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.zone == "" {
 		h.zone = "default"
 	}
-	opts := gate.Options{Logger: ctx.Slogger(), Metrics: sharedMetrics, ClientIP: caddyClientIP,
+	opts := gate.Options{Logger: ctx.Slogger(), Metrics: sharedMetrics, ClientIP: caddyClientIP, UpstreamAddr: h.HealthDial,
 		Toggles: h.toggleStore(ctx.Slogger())}
 	g, err := loadGate(h, cfg, h.zoneSettings(), opts)
 	if err != nil {
@@ -109,20 +118,23 @@ func (h *Handler) Validate() error {
 // Cleanup releases this handler's reference to its zone's gate; the gate
 // stops when the last handler using it is cleaned up. It is idempotent.
 func (h *Handler) Cleanup() error {
-	if h.gate == nil {
+	// h.gate stays set: requests of the old config may still be finishing
+	// in ServeHTTP, and a released gate keeps serving them.
+	if h.gate == nil || h.released {
 		return nil
 	}
-	g := h.gate
-	h.gate = nil
-	return releaseGate(h, g)
+	h.released = true
+	return releaseGate(h, h.gate)
 }
 
 // ServeHTTP runs the request through the gate and on to next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	err := h.gate.ServeNext(w, r, next.ServeHTTP)
+	// gateNext/callerError (upstreamerror.go) let the gate read Caddy's
+	// upstream errors (ride-through needs their status).
+	err := h.gate.ServeNext(w, r, gateNext(next))
 	var rej *gate.Rejection
 	if !errors.As(err, &rej) {
-		return err
+		return callerError(err)
 	}
 	if rej.Outcome == gate.OutcomeCanceled {
 		return caddyhttp.Error(rej.StatusCode(), rej) // logged; the client is gone

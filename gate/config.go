@@ -29,6 +29,15 @@ type Config struct {
 	// ShareRoomState serves one fetch of a herd room's /state and
 	// /joined_members to every requester verified as joined (sharestate.go).
 	ShareRoomState bool
+
+	// Adaptive turns on the gradient in-flight limit per class
+	// (adaptive.go); the class's MaxInflight is then its ceiling.
+	Adaptive [matrix.NumClasses]bool
+	// RideThrough rides through upstream restarts (ridethrough.go).
+	RideThrough RideThroughConfig
+	// ErrorShed sheds sheddable classes while the upstream fails
+	// (errorshed.go).
+	ErrorShed ErrorShedConfig
 }
 
 // HerdConfig configures herd detection and mitigation.
@@ -60,6 +69,8 @@ func DefaultConfig() Config {
 			RetryAfterMin: matrix.DefaultRetryAfterMin,
 			RetryAfterMax: 3 * matrix.DefaultRetryAfterMax,
 		},
+		RideThrough: DefaultRideThrough(),
+		ErrorShed:   DefaultErrorShed(),
 	}
 }
 
@@ -81,6 +92,9 @@ func (c *Config) Validate() error {
 		if l.MaxInflight < 0 || l.Queue < 0 || l.QueueTimeout < 0 || l.Rate < 0 || l.Burst < 0 || l.Coalesce < 0 {
 			errs = append(errs, fmt.Errorf("class %s: limits must not be negative", name))
 		}
+		if l.Queue > 0 && l.QueueTimeout <= 0 {
+			errs = append(errs, fmt.Errorf("class %s: a queue needs a queue_timeout > 0 (every wait is bounded)", name))
+		}
 		if l.Rate > 0 && l.Burst < 1 {
 			errs = append(errs, fmt.Errorf("class %s: rate needs a burst of at least 1", name))
 		}
@@ -94,6 +108,12 @@ func (c *Config) Validate() error {
 	}
 	if h.MinUsers > 0 && (h.RetryAfterMin <= 0 || h.RetryAfterMax < h.RetryAfterMin) {
 		errs = append(errs, fmt.Errorf("herd retry_after needs 0 < min <= max, got %v %v", h.RetryAfterMin, h.RetryAfterMax))
+	}
+	if c.RideThrough.Enabled {
+		errs = append(errs, c.RideThrough.validate())
+	}
+	if c.ErrorShed.Enabled {
+		errs = append(errs, c.ErrorShed.validate())
 	}
 	return errors.Join(errs...)
 }

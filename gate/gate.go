@@ -35,6 +35,10 @@ type Options struct {
 	Toggles limiter.ToggleStore
 	// Now is the clock; nil uses time.Now.
 	Now func() time.Time
+	// UpstreamAddr is a TCP address (host:port) that ride-through dials to
+	// learn that a down upstream is back; "" lets a queued request through
+	// as a canary instead (ridethrough.go).
+	UpstreamAddr string
 }
 
 // Gate is the admission pipeline. Build it with New; it is safe for
@@ -46,6 +50,7 @@ type Gate struct {
 	rates    limiter.RateStore
 	toggles  limiter.ToggleStore
 	modes    atomic.Pointer[modeTable]
+	modesMu  sync.Mutex // serializes rebuilding modes
 	metrics  *Metrics
 	log      *slog.Logger
 	clientIP func(*http.Request) string
@@ -57,6 +62,11 @@ type Gate struct {
 
 	counters outcomeCounters // per-class totals for Status (counters.go)
 	upstream upstreamHealth  // upstream answers for UpstreamHealth (health.go)
+
+	// Issue 7: adaptive limits, ride-through, 5xx shedding.
+	adaptive adaptiveLimits // adaptive.go
+	ride     rideThrough    // ridethrough.go
+	errShed  errorShed      // errorshed.go
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -102,11 +112,14 @@ func New(cfg Config, opts Options) (*Gate, error) {
 	g.sharer = newStateSharer()
 	g.detector.Store(newDetector(cfg.Herd))
 	g.cfg.Store(&cfg)
+	g.ride.addr, g.ride.wake, g.ride.done = opts.UpstreamAddr, make(chan struct{}, 1), make(chan struct{})
+	g.configureResilience(&cfg) // adaptive.go
 	if err := g.applyStartupSheds(&cfg); err != nil {
 		return nil, err
 	}
 	g.refreshModes(g.now())
 	go g.housekeep()
+	go g.superviseUpstream() // ride-through probes and slow start (ridethrough.go)
 	return g, nil
 }
 
@@ -121,6 +134,7 @@ func (g *Gate) Configure(cfg Config) error {
 	}
 	g.cfg.Store(&cfg)
 	g.adm.Configure(admissionConfig(&cfg))
+	g.configureResilience(&cfg)  // adaptive.go
 	g.dropStaleConfigSheds(&cfg) // a `shed` removed from the config ends (control.go)
 	if err := g.applyStartupSheds(&cfg); err != nil {
 		return err
@@ -135,6 +149,7 @@ func (g *Gate) Configure(cfg Config) error {
 func (g *Gate) Close() {
 	g.stopOnce.Do(func() { close(g.stop) })
 	<-g.done
+	<-g.ride.done
 }
 
 // Config returns the configuration in force.
@@ -176,14 +191,22 @@ func (g *Gate) applyStartupSheds(cfg *Config) error {
 // refreshModes re-derives the per-class modes when the toggle store changed
 // or a toggle expired, and applies queue-mode pauses to admission.
 func (g *Gate) refreshModes(now time.Time) *modeTable {
-	cur := g.modes.Load()
+	// The version is read before the toggles: a change racing with this
+	// refresh then leaves a table marked older than the store, which the
+	// next call rebuilds. (Read after, a table built from the old toggles
+	// could be marked current and stick.)
 	v := g.toggles.Version()
-	if cur != nil && cur.version == v && (cur.expires.IsZero() || now.Before(cur.expires)) {
+	if cur := g.modes.Load(); g.modesCurrent(cur, v, now) {
+		return cur
+	}
+	g.modesMu.Lock() // one rebuild at a time, so pauses are applied in order
+	defer g.modesMu.Unlock()
+	if cur := g.modes.Load(); g.modesCurrent(cur, v, now) {
 		return cur
 	}
 	active := g.toggles.Active(now)
-	v = g.toggles.Version() // Active may prune expired toggles
 	next := resolveModes(active, &g.cfg.Load().Classes, v)
+	g.applyErrorShed(next, active, &g.cfg.Load().Classes) // derived 5xx shedding (errorshed.go)
 	g.modes.Store(next)
 	for c := range next.modes {
 		m := next.modes[c].mode
@@ -191,6 +214,13 @@ func (g *Gate) refreshModes(now time.Time) *modeTable {
 		g.metrics.ShedMode.WithLabelValues(matrix.Class(c).String()).Set(float64(m))
 	}
 	return next
+}
+
+// modesCurrent reports whether t still describes the toggles of version v
+// at now.
+func (g *Gate) modesCurrent(t *modeTable, v uint64, now time.Time) bool {
+	return t != nil && t.version == v && t.errorShed == g.errShed.tripped.Load() &&
+		(t.expires.IsZero() || now.Before(t.expires))
 }
 
 // housekeepInterval bounds how late an expired toggle is noticed when no
@@ -207,7 +237,9 @@ func (g *Gate) housekeep() {
 			return
 		case <-t.C:
 			now := g.now()
+			g.evaluateErrorShed(now) // before refreshModes, which applies it
 			g.refreshModes(now)
+			g.pushDynamicCaps(now) // adaptive limits and slow start (adaptive.go)
 			g.updateGauges()
 			g.updateHerdGauges(now)
 		}

@@ -232,3 +232,39 @@ func TestValidateRejectsNonsense(t *testing.T) {
 		t.Fatal("New accepted an invalid config")
 	}
 }
+
+// racingToggles puts a toggle right after the gate has read the active set,
+// as an operator's POST racing with a request would.
+type racingToggles struct {
+	*limiter.MemoryToggles
+	race func()
+}
+
+func (r *racingToggles) Active(now time.Time) []limiter.Toggle {
+	active := r.MemoryToggles.Active(now)
+	if r.race != nil {
+		race := r.race
+		r.race = nil
+		race()
+	}
+	return active
+}
+
+func TestToggleRacingWithRefreshIsNotLost(t *testing.T) {
+	store := &racingToggles{MemoryToggles: limiter.NewMemoryToggles()}
+	g, err := New(DefaultConfig(), Options{Toggles: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	now := time.Now()
+	store.race = func() {
+		store.Put(limiter.Toggle{Target: "search", Mode: limiter.ModeShed, Since: now, Until: now.Add(time.Hour)})
+	}
+	// Force a rebuild that reads the store while the toggle lands.
+	store.Put(limiter.Toggle{Target: "keys", Mode: limiter.ModeShed, Since: now, Until: now.Add(time.Hour)})
+	g.refreshModes(now)
+	if m := g.refreshModes(now).modes[matrix.Search].mode; m != limiter.ModeShed {
+		t.Fatalf("search mode %v after a racing shed, want shed", m)
+	}
+}

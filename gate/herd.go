@@ -37,12 +37,14 @@ func (g *Gate) observeHerd(cfg *Config, route matrix.Route, user matrix.TokenID,
 	if cfg.Herd.MinUsers <= 0 || route.Room == "" {
 		return limiter.LaneNormal
 	}
-	active, started := g.detector.Load().Observe(route.Class, route.Room, user, now)
+	d := g.detector.Load()
+	active, started := d.Observe(route.Class, route.Room, user, now)
 	if started {
 		g.metrics.HerdsStarted.WithLabelValues(route.Class.String()).Inc()
+		h, _ := d.Lookup(route.Class, route.Room, now)
 		g.log.Warn("thundering herd detected",
-			"class", route.Class.String(), "room", route.Room,
-			"min_users", cfg.Herd.MinUsers, "window", cfg.Herd.Window.String())
+			"class", route.Class.String(), "room", route.Room, "users", h.Users,
+			"requests_per_second", h.Rate, "window", cfg.Herd.Window.String())
 	}
 	if active {
 		return limiter.LaneHerd
@@ -76,12 +78,12 @@ func (g *Gate) coalesce(w http.ResponseWriter, r *http.Request, cfg *Config, cla
 			// went upstream; this waiter goes through admission itself.
 			return true, g.admitAndServe(client, w, r, cfg, class, lane, now, next)
 		}
-		g.count(class, OutcomeCoalesced)
 		if rej != nil {
 			// The leader was refused: refuse this waiter too, with its own
 			// jittered Retry-After so the group does not return together.
 			return true, g.reject(cfg, class, rej.Outcome, rej.Reason, lane == limiter.LaneHerd, 0)
 		}
+		g.count(class, OutcomeCoalesced)
 	case herd.Abandoned:
 		if errors.Is(err, context.Canceled) || r.Context().Err() != nil {
 			return true, g.reject(cfg, class, OutcomeCanceled, "client went away while waiting", false, 0)

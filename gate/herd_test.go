@@ -85,7 +85,7 @@ func TestCoalescingOneTokenOneUpstreamFetch(t *testing.T) {
 			if rec.Code != 200 || rec.Body.String() != `{"token":"same-token"}` {
 				t.Errorf("got %d %q", rec.Code, rec.Body.String())
 			}
-			if rec.Header().Get("X-Mxgate-Coalesced") == "1" {
+			if rec.Result().Header.Get("X-Mxgate-Coalesced") == "1" {
 				coalesced.Add(1)
 			}
 		}()

@@ -14,11 +14,16 @@ type modeTable struct {
 	version uint64
 	expires time.Time // the earliest Until among the toggles; zero if none
 	modes   [matrix.NumClasses]classMode
+	// errorShed: the 5xx tripwire was tripped when this was derived
+	// (errorshed.go).
+	errorShed bool
 }
 
 type classMode struct {
 	mode   limiter.Mode
 	reason string
+	// derived: set by the gate itself (5xx shedding), not by a toggle.
+	derived bool
 }
 
 // resolveModes applies toggles to classes. A class toggle overrides a
@@ -35,7 +40,7 @@ func resolveModes(toggles []limiter.Toggle, classes *[matrix.NumClasses]matrix.L
 			continue
 		}
 		if c, err := matrix.ParseClass(tg.Target); err == nil {
-			t.modes[c] = classMode{tg.Mode, tg.Reason}
+			t.modes[c] = classMode{mode: tg.Mode, reason: tg.Reason}
 			explicit[c] = true
 		}
 	}
@@ -52,7 +57,7 @@ func resolveModes(toggles []limiter.Toggle, classes *[matrix.NumClasses]matrix.L
 			if explicit[c] || p == matrix.Critical || p < level || tg.Mode <= t.modes[c].mode {
 				continue
 			}
-			t.modes[c] = classMode{tg.Mode, tg.Reason}
+			t.modes[c] = classMode{mode: tg.Mode, reason: tg.Reason}
 		}
 	}
 	return t

@@ -56,7 +56,7 @@ func (g *Gate) ServeNext(w http.ResponseWriter, r *http.Request, next Next) erro
 	// 2. Operator toggles.
 	mode := g.refreshModes(now).modes[class]
 	if mode.mode == limiter.ModeShed {
-		return g.reject(cfg, class, OutcomeShed, "shed by operator: "+mode.reason, false, 0)
+		return g.reject(cfg, class, OutcomeShed, mode.shedReason(), false, 0)
 	}
 
 	// 3. Per-user rate, and herd detection: both key on who is asking.
@@ -99,40 +99,78 @@ func (g *Gate) ServeNext(w http.ResponseWriter, r *http.Request, next Next) erro
 func (g *Gate) admitAndServe(waitCtx context.Context, w http.ResponseWriter, r *http.Request, cfg *Config, class matrix.Class, lane limiter.Lane, start time.Time, next Next) error {
 	m := g.metrics.of(class)
 	name := class.String()
-	m.queueLength.Inc() // counted before Acquire, so a scrape never misses a waiter
-	waited, err := g.adm.Acquire(waitCtx, int(class), lane)
-	m.queueLength.Dec()
-	began := start
-	if waited {
-		began = g.now()
-		g.count(class, OutcomeQueued)
-		m.queueWait.Observe(began.Sub(start).Seconds())
+	// Ride-through (ridethrough.go): ride is nil unless r may be retried
+	// while the upstream restarts; while it is down, one that may not be is
+	// refused here.
+	ride, err := g.prepareRideThrough(waitCtx, cfg, class, r, start)
+	if err != nil {
+		return err
 	}
-	switch {
-	case err == nil:
-	case errors.Is(err, limiter.ErrQueueFull):
-		return g.reject(cfg, class, OutcomeShed, name+" is at capacity", lane == limiter.LaneHerd, 0)
-	case errors.Is(err, limiter.ErrQueueTimeout):
-		return g.reject(cfg, class, OutcomeTimeout, "timed out waiting for a "+name+" slot", lane == limiter.LaneHerd, 0)
-	default: // the client went away while queued
-		return g.reject(cfg, class, OutcomeCanceled, "client went away while queued", false, 0)
-	}
+	defer ride.close()
+	for {
+		m.queueLength.Inc() // counted before Acquire, so a scrape never misses a waiter
+		waited, err := g.adm.Acquire(ride.waitCtx(waitCtx), int(class), lane)
+		m.queueLength.Dec()
+		began := start
+		if waited {
+			began = g.now()
+			g.count(class, OutcomeQueued)
+			m.queueWait.Observe(began.Sub(start).Seconds())
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, limiter.ErrQueueFull):
+			return g.reject(cfg, class, OutcomeShed, name+" is at capacity", lane == limiter.LaneHerd, 0)
+		case errors.Is(err, limiter.ErrQueueTimeout):
+			return g.reject(cfg, class, OutcomeTimeout, "timed out waiting for a "+name+" slot", lane == limiter.LaneHerd, 0)
+		case ride.expired(waitCtx, err): // retried until its deadline
+			return g.reject(cfg, class, OutcomeTimeout, "upstream unavailable", lane == limiter.LaneHerd, 0)
+		default: // the client went away while queued
+			return g.reject(cfg, class, OutcomeCanceled, "client went away while queued", false, 0)
+		}
 
-	g.count(class, OutcomeAdmitted)
-	m.inflight.Inc()
-	sw := &statusWriter{ResponseWriter: w}
-	err = next(sw, r)
-	g.adm.Release(int(class))
-	m.inflight.Dec()
-	end := g.now()
-	m.upstreamDuration.Observe(end.Sub(began).Seconds())
-	status := sw.status
-	if err != nil && status == 0 {
-		status = statusOf(err)
+		g.count(class, OutcomeAdmitted)
+		grad := g.gradientOf(class) // adaptive limit (adaptive.go), nil if off
+		inflight := 0
+		if grad != nil {
+			inflight = g.adm.Inflight(int(class))
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		err = g.serveAdmitted(m, class, sw, r, next)
+		end := g.now()
+		m.upstreamDuration.Observe(end.Sub(began).Seconds())
+		status := sw.status
+		if err != nil && status == 0 {
+			status = statusOf(err)
+		}
+		m.responses[codeClass(status)].Inc()
+		g.upstream.record(sw.status != 0, status, end)
+		g.recordErrorShed(sw.status != 0, status, end) // errorshed.go
+		if grad != nil && err == nil && sw.status < 500 && waitCtx.Err() == nil {
+			g.sampleAdaptive(grad, cfg, class, end.Sub(began), inflight, end)
+		}
+		retry, rerr := g.afterAttempt(ride, cfg, class, r, sw.status, err, end)
+		if retry {
+			start = g.now()
+			continue
+		}
+		if rerr != nil {
+			return rerr
+		}
+		return err
 	}
-	m.responses[codeClass(status)].Inc()
-	g.upstream.record(sw.status != 0, status, end)
-	return err
+}
+
+// serveAdmitted calls next for an admitted request and frees its slot
+// afterwards, even if next panics (http.ErrAbortHandler is how a proxy
+// aborts a response): a leaked slot would shrink the class cap for good.
+func (g *Gate) serveAdmitted(m *classMetrics, class matrix.Class, sw *statusWriter, r *http.Request, next Next) error {
+	m.inflight.Inc()
+	defer func() {
+		g.adm.Release(int(class))
+		m.inflight.Dec()
+	}()
+	return next(sw, r)
 }
 
 // reject counts a rejection and builds its error. retryAfter, if positive,

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -102,7 +101,7 @@ func (g *Gate) serveSharedState(w http.ResponseWriter, r *http.Request, cfg *Con
 	if token == "" || !g.verifyJoined(r, cfg, route, matrix.IDOf(token), now, next) {
 		return false, nil
 	}
-	key := rawPath(r) + "?" + r.URL.RawQuery
+	key := rawPath(r) + "?" + queryWithoutToken(r.URL.RawQuery)
 	s := g.sharer
 	s.mu.Lock()
 	f, joined := s.flights[key]
@@ -120,18 +119,21 @@ func (g *Gate) serveSharedState(w http.ResponseWriter, r *http.Request, cfg *Con
 		return true, g.leadSharedState(w, r, cfg, route.Class, now, next, key, f)
 	}
 	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	timer := time.NewTimer(cfg.Classes[route.Class].QueueTimeout + coalesceWaitExtra)
+	defer timer.Stop()
 	select {
 	case <-f.done:
-		s.waiting.Add(-1)
 	case <-r.Context().Done():
-		s.waiting.Add(-1)
 		return true, g.reject(cfg, route.Class, OutcomeCanceled, "client went away while waiting", false, 0)
+	case <-timer.C:
+		return true, g.reject(cfg, route.Class, OutcomeTimeout, "timed out waiting for the room's shared state", true, 0)
 	}
 	if !f.ok {
 		return false, nil // not shareable: go upstream through admission
 	}
 	g.count(route.Class, OutcomeCoalesced)
-	writeShared(w, f)
+	writeShared(w, f, true)
 	return true, nil
 }
 
@@ -140,38 +142,70 @@ func (g *Gate) serveSharedState(w http.ResponseWriter, r *http.Request, cfg *Con
 // the leader. An answer that is not shareable is written to the leader as it
 // came (streaming once it outgrows the buffer).
 func (g *Gate) leadSharedState(w http.ResponseWriter, r *http.Request, cfg *Config, class matrix.Class, now time.Time, next Next, key string, f *stateFlight) error {
+	// Whatever happens below (a panic included), the waiters are released;
+	// f.ok stays false unless the answer was fully vetted.
+	defer func() {
+		g.sharer.mu.Lock()
+		delete(g.sharer.flights, key)
+		g.sharer.mu.Unlock()
+		close(f.done)
+	}()
+	// Ask for an uncompressed answer: a compressed body could not be
+	// checked for requester-specific fields.
+	lr := r.Clone(r.Context())
+	lr.Header.Del("Accept-Encoding")
 	bw := &bufferingWriter{client: w, header: make(http.Header), max: sharedStateMaxBody}
-	err := g.admitAndServe(r.Context(), bw, r, cfg, class, limiter.LaneHerd, now, next)
-	f.ok = err == nil && !bw.passedThrough && bw.status == http.StatusOK &&
-		len(bw.header.Values("Set-Cookie")) == 0
-	if f.ok {
-		f.status, f.header = bw.status, bw.header
-		f.body, f.ok = stripTransactionIDs(bw.buf.Bytes())
+	err := g.admitAndServe(r.Context(), bw, lr, cfg, class, limiter.LaneHerd, now, next)
+	if err == nil && !bw.passedThrough && bw.status == http.StatusOK && shareableHeader(bw.header) {
+		if body, ok := stripRequesterFields(bw.buf.Bytes()); ok {
+			f.status, f.header, f.body, f.ok = bw.status, bw.header, body, true
+		}
 	}
-	g.sharer.mu.Lock()
-	delete(g.sharer.flights, key)
-	g.sharer.mu.Unlock()
-	close(f.done)
 	switch {
 	case f.ok:
-		writeShared(w, f)
-		w.Header().Del(herd.CoalescedHeader) // the leader's answer is its own
+		writeShared(w, f, false)
 	case err == nil && !bw.passedThrough:
 		bw.flushToClient()
 	}
 	return err
 }
 
-func writeShared(w http.ResponseWriter, f *stateFlight) {
+// shareableHeader refuses answers that set cookies or are encoded.
+func shareableHeader(h http.Header) bool {
+	ce := h.Get("Content-Encoding")
+	return len(h.Values("Set-Cookie")) == 0 && (ce == "" || strings.EqualFold(ce, "identity"))
+}
+
+// writeShared writes a shared answer; coalesced marks it as served from
+// another requester's fetch.
+func writeShared(w http.ResponseWriter, f *stateFlight, coalesced bool) {
 	h := w.Header()
 	for k, v := range f.header {
 		if k != "Content-Length" {
 			h[k] = append([]string(nil), v...)
 		}
 	}
-	h.Set(herd.CoalescedHeader, "1")
+	if coalesced {
+		h.Set(herd.CoalescedHeader, "1")
+	}
 	w.WriteHeader(f.status)
 	_, _ = w.Write(f.body)
+}
+
+// queryWithoutToken drops a deprecated access_token parameter, so that the
+// flight key never holds a token and requesters using the header and the
+// query share alike.
+func queryWithoutToken(raw string) string {
+	if !strings.Contains(raw, "access_token=") {
+		return raw
+	}
+	var kept []string
+	for part := range strings.SplitSeq(raw, "&") {
+		if !strings.HasPrefix(part, "access_token=") {
+			kept = append(kept, part)
+		}
+	}
+	return strings.Join(kept, "&")
 }
 
 // verifyJoined reports whether the token's user is joined to the room,
@@ -192,7 +226,7 @@ func (g *Gate) verifyJoined(r *http.Request, cfg *Config, route matrix.Route, to
 		var who struct {
 			UserID string `json:"user_id"`
 		}
-		if !g.subrequest(r, cfg, matrix.Auth, prefix+"/account/whoami", now, next, &who) || who.UserID == "" {
+		if !g.subrequest(r, cfg, matrix.Auth, prefix+"/account/whoami", next, &who) || who.UserID == "" {
 			return false
 		}
 		user = userEntry{id: who.UserID, expires: now.Add(whoamiTTL)}
@@ -202,7 +236,7 @@ func (g *Gate) verifyJoined(r *http.Request, cfg *Config, route matrix.Route, to
 		Membership string `json:"membership"`
 	}
 	path := prefix + "/rooms/" + route.Room + "/state/m.room.member/" + url.PathEscape(user.id)
-	if !g.subrequest(r, cfg, matrix.RoomState, path, now, next, &member) || member.Membership != "join" {
+	if !g.subrequest(r, cfg, matrix.RoomState, path, next, &member) || member.Membership != "join" {
 		return false
 	}
 	s.members.Add(mk, now.Add(cfg.Herd.Window))
@@ -212,7 +246,7 @@ func (g *Gate) verifyJoined(r *http.Request, cfg *Config, route matrix.Route, to
 // subrequest sends a small GET with r's credentials through admission (the
 // normal lane) and the rest of the chain, and decodes a 200 JSON answer
 // into v.
-func (g *Gate) subrequest(r *http.Request, cfg *Config, class matrix.Class, rawPath string, now time.Time, next Next, v any) bool {
+func (g *Gate) subrequest(r *http.Request, cfg *Config, class matrix.Class, rawPath string, next Next, v any) bool {
 	u := *r.URL
 	u.RawQuery = ""
 	if err := setRawPath(&u, rawPath); err != nil {
@@ -224,15 +258,23 @@ func (g *Gate) subrequest(r *http.Request, cfg *Config, class matrix.Class, rawP
 	sub.Method = http.MethodGet
 	sub.Body, sub.ContentLength = http.NoBody, 0
 	sub.Header.Del("Accept-Encoding") // decode the answer here, uncompressed
-	rec := httptest.NewRecorder()
-	if err := g.admitAndServe(r.Context(), rec, sub, cfg, class, limiter.LaneNormal, now, next); err != nil {
+	// Small answers only: anything bigger is not what was asked for.
+	rec := &bufferingWriter{client: discardWriter{}, header: make(http.Header), max: 64 << 10}
+	if err := g.admitAndServe(r.Context(), rec, sub, cfg, class, limiter.LaneNormal, g.now(), next); err != nil {
 		return false
 	}
-	if rec.Code != http.StatusOK || rec.Body.Len() > 64<<10 {
+	if rec.status != http.StatusOK || rec.passedThrough || !shareableHeader(rec.header) {
 		return false
 	}
-	return json.Unmarshal(rec.Body.Bytes(), v) == nil
+	return json.Unmarshal(rec.buf.Bytes(), v) == nil
 }
+
+// discardWriter swallows an answer that outgrew a bufferingWriter.
+type discardWriter struct{}
+
+func (discardWriter) Header() http.Header         { return http.Header{} }
+func (discardWriter) WriteHeader(int)             {}
+func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 func setRawPath(u *url.URL, raw string) error {
 	p, err := url.PathUnescape(raw)
@@ -243,18 +285,32 @@ func setRawPath(u *url.URL, raw string) error {
 	return nil
 }
 
-// stripTransactionIDs removes unsigned.transaction_id from the events of a
-// /state answer: it tells the device that sent an event that this is its
-// own, and must not be shown to anyone else. ok is false when the body
-// mentions a transaction_id it cannot remove: such an answer is not shared.
-func stripTransactionIDs(body []byte) (out []byte, ok bool) {
-	if !bytes.Contains(body, []byte(`"transaction_id"`)) {
-		return body, true
+// sharedUnsigned lists the unsigned fields of a state event that are the
+// same for every member. Two are requester-specific and removed:
+// transaction_id (only the sending device sees it) and membership (the
+// requester's own membership when the event was sent; servers may omit it).
+// Any other unsigned field makes the answer unshareable: what mxgate does
+// not know, it does not share.
+var sharedUnsigned = map[string]bool{"age": true, "replaces_state": true, "prev_content": true, "prev_sender": true, "redacted_because": true}
+
+// stripRequesterFields vets a /state or /joined_members answer for sharing:
+// it removes the requester-specific unsigned fields from every event and
+// reports false if anything else would tell one member's answer from
+// another's.
+func stripRequesterFields(body []byte) (out []byte, ok bool) {
+	var joined struct {
+		Joined json.RawMessage `json:"joined"`
+	}
+	if body = bytes.TrimSpace(body); len(body) > 0 && body[0] == '{' {
+		// /joined_members: {"joined": {user: {display_name, avatar_url}}}
+		// is the same for every member.
+		return body, json.Unmarshal(body, &joined) == nil && joined.Joined != nil
 	}
 	var events []map[string]json.RawMessage
 	if err := json.Unmarshal(body, &events); err != nil {
 		return nil, false
 	}
+	changed := false
 	for _, ev := range events {
 		raw, ok := ev["unsigned"]
 		if !ok {
@@ -264,10 +320,19 @@ func stripTransactionIDs(body []byte) (out []byte, ok bool) {
 		if json.Unmarshal(raw, &unsigned) != nil {
 			return nil, false
 		}
-		if _, ok := unsigned["transaction_id"]; ok {
-			delete(unsigned, "transaction_id")
-			ev["unsigned"], _ = json.Marshal(unsigned)
+		for k := range unsigned {
+			switch {
+			case k == "transaction_id" || k == "membership":
+				delete(unsigned, k)
+				changed = true
+			case !sharedUnsigned[k]:
+				return nil, false
+			}
 		}
+		ev["unsigned"], _ = json.Marshal(unsigned)
+	}
+	if !changed {
+		return body, true
 	}
 	out, err := json.Marshal(events)
 	return out, err == nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,7 +95,7 @@ func TestShareStateServesVerifiedMembersOneFetch(t *testing.T) {
 				code      int
 				body      string
 				coalesced bool
-			}{rec.Code, rec.Body.String(), rec.Header().Get("X-Mxgate-Coalesced") == "1"}
+			}{rec.Code, rec.Body.String(), rec.Result().Header.Get("X-Mxgate-Coalesced") == "1"}
 		}()
 	}
 	eventually(t, func() bool { return g.sharer.waiting.Load() == 54 })
@@ -132,16 +133,81 @@ func TestShareStateServesVerifiedMembersOneFetch(t *testing.T) {
 	}
 }
 
-func TestStripTransactionIDs(t *testing.T) {
-	in := `[{"type":"a","unsigned":{"age":1,"transaction_id":"x"}},{"type":"b"}]`
-	out, ok := stripTransactionIDs([]byte(in))
-	if !ok || strings.Contains(string(out), "transaction_id") || !strings.Contains(string(out), `"age":1`) {
+func TestStripRequesterFields(t *testing.T) {
+	in := `[{"type":"a","unsigned":{"age":1,"transaction_id":"x","membership":"join"}},{"type":"b"}]`
+	out, ok := stripRequesterFields([]byte(in))
+	if !ok || strings.Contains(string(out), "transaction_id") || strings.Contains(string(out), "membership") || !strings.Contains(string(out), `"age":1`) {
 		t.Fatalf("got %s %v", out, ok)
 	}
-	if _, ok := stripTransactionIDs([]byte(`{"joined":{"@a:x":{"display_name":"transaction_id"}}}`)); ok {
-		t.Fatal("an answer mentioning transaction_id that is not an event list was shared")
+	if _, ok := stripRequesterFields([]byte(`[{"type":"a","unsigned":{"something_new":1}}]`)); ok {
+		t.Fatal("an unknown unsigned field was shared")
 	}
-	if out, ok := stripTransactionIDs([]byte(`{"joined":{}}`)); !ok || string(out) != `{"joined":{}}` {
-		t.Fatalf("clean answer changed: %s", out)
+	if _, ok := stripRequesterFields([]byte("\x1f\x8b compressed")); ok {
+		t.Fatal("an undecodable answer was shared")
+	}
+	joined := `{"joined":{"@a:x":{"display_name":"transaction_id"}}}`
+	if out, ok := stripRequesterFields([]byte(joined)); !ok || string(out) != joined {
+		t.Fatalf("joined_members answer changed: %s %v", out, ok)
+	}
+}
+
+// A compressed answer cannot be vetted, so it is never shared: each member
+// then fetches their own.
+func TestShareStateRefusesEncodedAnswers(t *testing.T) {
+	if shareableHeader(http.Header{"Content-Encoding": {"gzip"}}) {
+		t.Fatal("gzip answer deemed shareable")
+	}
+	if !shareableHeader(http.Header{"Content-Type": {"application/json"}}) {
+		t.Fatal("plain answer refused")
+	}
+	if shareableHeader(http.Header{"Set-Cookie": {"a=b"}}) {
+		t.Fatal("answer with a cookie deemed shareable")
+	}
+}
+
+// A leader whose fetch panics (Caddy's reverse_proxy panics with
+// http.ErrAbortHandler when a body copy fails) releases its waiters and
+// leaves no flight behind.
+func TestShareStateLeaderPanicReleasesWaiters(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ShareRoomState = true
+	g := newTestGate(t, cfg)
+	f := &stateFlight{done: make(chan struct{})}
+	g.sharer.flights["k"] = f
+	func() {
+		defer func() {
+			if recover() != http.ErrAbortHandler {
+				t.Fatal("panic not propagated")
+			}
+		}()
+		req := httptest.NewRequest("GET", statePath, nil)
+		g.leadSharedState(httptest.NewRecorder(), req, &cfg, matrix.RoomState, g.now(), func(http.ResponseWriter, *http.Request) error {
+			panic(http.ErrAbortHandler)
+		}, "k", f)
+	}()
+	select {
+	case <-f.done:
+	default:
+		t.Fatal("waiters not released")
+	}
+	if f.ok || len(g.sharer.flights) != 0 {
+		t.Fatalf("flight left: ok=%v flights=%d", f.ok, len(g.sharer.flights))
+	}
+	if _, cs := g.adm.Snapshot(); cs[matrix.RoomState].Inflight != 0 {
+		t.Fatalf("panicking leader kept its admission slot: %+v", cs[matrix.RoomState])
+	}
+}
+
+func TestQueryWithoutToken(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                        "",
+		"access_token=secret":     "",
+		"a=1&access_token=secret": "a=1",
+		"access_token=s&b=2&c=3":  "b=2&c=3",
+		"x_access_token=1":        "x_access_token=1",
+	} {
+		if got := queryWithoutToken(in); got != want {
+			t.Errorf("%q: got %q, want %q", in, got, want)
+		}
 	}
 }

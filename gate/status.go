@@ -15,6 +15,9 @@ type Status struct {
 	Toggles  []ToggleStatus `json:"toggles"`
 	Herds    []HerdStatus   `json:"herds"`
 	Upstream UpstreamHealth `json:"upstream"`
+	// RideThrough and ErrorShed: issue 7 (ridethrough.go, errorshed.go).
+	RideThrough RideThroughStatus `json:"ride_through"`
+	ErrorShed   ErrorShedStatus   `json:"error_shed"`
 }
 
 // GlobalStatus is the cap over all classes without their own budget.
@@ -39,6 +42,12 @@ type ClassStatus struct {
 	Mode     limiter.Mode `json:"mode"`
 	Reason   string       `json:"reason,omitempty"`
 	Counters Counters     `json:"counters"`
+	// Adaptive: Cap follows the upstream's latency; AdaptiveLimit is the
+	// controller's limit (Cap may be lower during slow start) and
+	// BaselineRTT its no-load latency estimate (adaptive.go).
+	Adaptive      bool   `json:"adaptive,omitempty"`
+	AdaptiveLimit int    `json:"adaptive_limit,omitempty"`
+	BaselineRTT   string `json:"baseline_rtt,omitempty"`
 }
 
 // LimitsStatus are a class's configured limits.
@@ -83,6 +92,9 @@ func (g *Gate) Status(now time.Time) Status {
 		Toggles:  toggleStatuses(g.toggles.Active(now), now),
 		Upstream: g.UpstreamHealth(now),
 		Herds:    g.herdStatuses(now),
+
+		RideThrough: g.rideThroughStatus(),
+		ErrorShed:   g.errorShedStatus(now),
 	}
 	for _, c := range matrix.Classes() {
 		l := &cfg.Classes[c]
@@ -108,6 +120,7 @@ func (g *Gate) Status(now time.Time) Status {
 			Counters: g.counters.snapshot(c),
 		})
 	}
+	g.fillAdaptiveStatus(st.Classes)
 	return st
 }
 

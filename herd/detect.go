@@ -153,6 +153,19 @@ func (d *Detector) Active(now time.Time) []Herd {
 	return herds
 }
 
+// Lookup returns the herd active on (class, room) at now, if any.
+func (d *Detector) Lookup(class matrix.Class, room string, now time.Time) (Herd, bool) {
+	t := now.UnixNano()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	w, ok := d.active[herdKey{class, room}]
+	if !ok {
+		return Herd{}, false
+	}
+	return Herd{Class: class, Room: room, Users: w.prune(t, d.cfg.Window), Since: w.since,
+		Rate: w.rates.perSecond(t, d.cfg.Window)}, true
+}
+
 // Len returns the number of tracked (class, room) keys.
 func (d *Detector) Len() int {
 	d.mu.Lock()

@@ -63,6 +63,10 @@ type Admission struct {
 	classes []classState
 	waiting int // waiters over all classes
 	rr      int // class where the next dispatch scan starts
+	// held stops all admission while the upstream is down (ride-through); it
+	// is separate from the operator's per-class pause so neither clobbers
+	// the other.
+	held bool
 }
 
 type classState struct {
@@ -127,6 +131,51 @@ func (a *Admission) SetPaused(class int, paused bool) {
 	defer a.mu.Unlock()
 	a.classes[class].paused = paused
 	a.dispatchLocked()
+}
+
+// SetHeld holds (or releases) every class at once: while held nothing is
+// admitted and waiters keep waiting within their deadlines, as with
+// SetPaused. It is the gate's ride-through hold while the upstream is down,
+// kept apart from operator pauses so that neither undoes the other.
+func (a *Admission) SetHeld(held bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.held = held
+	a.dispatchLocked()
+}
+
+// PassOne admits the first waiter (scanning classes round-robin) that would
+// have room but for the hold: a canary request sent to learn whether a down
+// upstream is back. It reports whether one was admitted.
+func (a *Admission) PassOne() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.waiting == 0 {
+		return false
+	}
+	held := a.held
+	a.held = false
+	defer func() { a.held = held }()
+	n := len(a.classes)
+	for k := 0; k < n; k++ {
+		i := (a.rr + k) % n
+		c := &a.classes[i]
+		if c.queue.len() == 0 || !a.hasRoomLocked(c) {
+			continue
+		}
+		a.grantLocked(c, a.now())
+		a.rr = (i + 1) % n
+		return true
+	}
+	return false
+}
+
+// Inflight returns class's admitted requests now, for the adaptive limit's
+// samples (the in-flight count a request started with).
+func (a *Admission) Inflight(class int) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.classes[class].inflight
 }
 
 // Acquire admits a request of class, waiting in lane if the class or the
@@ -207,7 +256,7 @@ func (a *Admission) releaseLocked(class int) {
 }
 
 func (a *Admission) hasRoomLocked(c *classState) bool {
-	if c.paused || (c.cap > 0 && c.inflight >= c.cap) {
+	if a.held || c.paused || (c.cap > 0 && c.inflight >= c.cap) {
 		return false
 	}
 	return c.limits.OwnBudget || a.gcap <= 0 || a.global < a.gcap
@@ -236,15 +285,20 @@ func (a *Admission) dispatchLocked() {
 			if c.queue.len() == 0 || !a.hasRoomLocked(c) {
 				continue
 			}
-			w := c.queue.pop(now, c.limits.LIFOAfter)
-			w.granted = true
-			a.waiting--
-			a.admitLocked(c)
-			close(w.ready)
+			a.grantLocked(c, now)
 			progress = true
 		}
 		a.rr = (a.rr + 1) % n
 	}
+}
+
+// grantLocked admits the waiter c's queue serves next; c must have one.
+func (a *Admission) grantLocked(c *classState, now time.Time) {
+	w := c.queue.pop(now, c.limits.LIFOAfter)
+	w.granted = true
+	a.waiting--
+	a.admitLocked(c)
+	close(w.ready)
 }
 
 // ClassSnapshot is one class's admission state at a moment.

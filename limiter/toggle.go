@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -97,7 +98,7 @@ var ErrTooManyToggles = errors.New("too many toggles")
 type MemoryToggles struct {
 	mu      sync.Mutex
 	toggles map[string]Toggle
-	version uint64
+	version atomic.Uint64 // read on every request, without the lock
 }
 
 // NewMemoryToggles returns an empty store.
@@ -114,7 +115,7 @@ func (m *MemoryToggles) Put(t Toggle) error {
 		return ErrTooManyToggles
 	}
 	m.toggles[t.Key()] = t
-	m.version++
+	m.version.Add(1)
 	return nil
 }
 
@@ -127,7 +128,7 @@ func (m *MemoryToggles) Remove(key string, now time.Time) (bool, error) {
 		return false, nil
 	}
 	delete(m.toggles, key)
-	m.version++
+	m.version.Add(1)
 	return now.Before(t.Until), nil
 }
 
@@ -145,17 +146,13 @@ func (m *MemoryToggles) Active(now time.Time) []Toggle {
 }
 
 // Version implements ToggleStore.
-func (m *MemoryToggles) Version() uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.version
-}
+func (m *MemoryToggles) Version() uint64 { return m.version.Load() }
 
 func (m *MemoryToggles) pruneLocked(now time.Time) {
 	for k, t := range m.toggles {
 		if !now.Before(t.Until) {
 			delete(m.toggles, k)
-			m.version++
+			m.version.Add(1)
 		}
 	}
 }

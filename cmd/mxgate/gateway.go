@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -28,18 +29,33 @@ admin endpoint (--admin, default localhost:2019): /mxgate/status,
 File handles: client connections are capped (mxgate_conns, from
 RLIMIT_NOFILE; at the cap new clients wait in the kernel backlog), and so
 are upstream connections, in two pools: long-poll /sync and everything
-else, so neither can take the other's connections.`,
+else, so neither can take the other's connections.
+
+Resilience (on by default, --adaptive=false / --ride-through=false to turn
+off): every class but long-poll sync gets an adaptive in-flight limit that
+follows the homeserver's latency (the built-in caps become ceilings); while
+the homeserver restarts, requests wait in their queues (idempotent ones are
+retried until their deadline, others get a 429 with a short Retry-After)
+and when it is back, admitted concurrency ramps up over --slow-start.
+--error-shed (off by default) sheds sheddable classes while at least half
+of the homeserver's answers over 10s are 5xx.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("upstream", "", "homeserver base URL, e.g. http://127.0.0.1:8008 (required)")
 			cmd.Flags().String("listen", ":8080", "address to serve clients on")
 			cmd.Flags().String("admin", "localhost:2019", "admin endpoint address (keep it on loopback)")
+			cmd.Flags().Bool("adaptive", true, "adaptive in-flight limits for every class but sync")
+			cmd.Flags().Bool("ride-through", true, "hold and retry requests while the homeserver restarts")
+			cmd.Flags().Duration("slow-start", 10*time.Second, "ramp-up time after the homeserver returns (0: none)")
+			cmd.Flags().Bool("error-shed", false, "shed sheddable classes while the homeserver answers mostly 5xx")
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdGateway)
 		},
 	})
 }
 
 func cmdGateway(fl caddycmd.Flags) (int, error) {
-	cfg, err := gatewayConfig(fl.String("upstream"), fl.String("listen"), fl.String("admin"))
+	res := gatewayResilience{Adaptive: fl.Bool("adaptive"), RideThrough: fl.Bool("ride-through"),
+		SlowStart: fl.Duration("slow-start"), ErrorShed: fl.Bool("error-shed")}
+	cfg, err := gatewayConfigWith(fl.String("upstream"), fl.String("listen"), fl.String("admin"), res)
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
@@ -50,9 +66,26 @@ func cmdGateway(fl caddycmd.Flags) (int, error) {
 	select {}
 }
 
-// gatewayConfig is the Caddy JSON config of `mxgate gateway`: one server,
-// the mxgate handler with built-in defaults, then reverse_proxy.
+// gatewayResilience are the gateway's issue-7 switches.
+type gatewayResilience struct {
+	Adaptive, RideThrough, ErrorShed bool
+	SlowStart                        time.Duration
+}
+
+// defaultGatewayResilience is what `mxgate gateway` runs with unless its
+// flags say otherwise.
+var defaultGatewayResilience = gatewayResilience{Adaptive: true, RideThrough: true, SlowStart: 10 * time.Second}
+
+// gatewayConfig is the Caddy JSON config of `mxgate gateway` with its
+// default switches.
 func gatewayConfig(upstream, listen, admin string) ([]byte, error) {
+	return gatewayConfigWith(upstream, listen, admin, defaultGatewayResilience)
+}
+
+// gatewayConfigWith is the Caddy JSON config of `mxgate gateway`: one
+// server, the mxgate handler with built-in defaults and the resilience
+// switches res, then reverse_proxy.
+func gatewayConfigWith(upstream, listen, admin string, res gatewayResilience) ([]byte, error) {
 	if upstream == "" {
 		return nil, fmt.Errorf("--upstream is required, e.g. --upstream http://127.0.0.1:8008")
 	}
@@ -87,8 +120,28 @@ func gatewayConfig(upstream, listen, admin string) ([]byte, error) {
 			"flush_interval": -1,
 		}
 	}
-	// Both routes use the same mxgate zone, hence the same gate.
-	gateHandler := map[string]any{"handler": "mxgate", "health_dial": dial}
+	// Both routes use the same mxgate zone, hence the same gate. Admission
+	// caps never exceed the connection pools: a request admitted beyond them
+	// would wait inside the transport, invisible to the gate's queues,
+	// deadlines and metrics.
+	gateHandler := map[string]any{
+		"handler":      "mxgate",
+		"health_dial":  dial,
+		"max_inflight": min(matrix.DefaultMaxInflight, activeConns),
+		"classes": map[string]any{
+			"sync": map[string]any{"max_inflight": min(matrix.DefaultLimits[matrix.Sync].MaxInflight, syncConns)},
+		},
+	}
+	if res.Adaptive {
+		gateHandler["adaptive"] = true
+	}
+	if res.RideThrough {
+		// Ride-through probes health_dial to learn the homeserver is back.
+		gateHandler["ride_through"] = map[string]any{"slow_start": res.SlowStart}
+	}
+	if res.ErrorShed {
+		gateHandler["error_shed"] = map[string]any{}
+	}
 	cfg := map[string]any{
 		"admin": map[string]any{"listen": admin},
 		"apps": map[string]any{

@@ -1,0 +1,338 @@
+package gate
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mxgate/mxgate/matrix"
+)
+
+// statusError is how Caddy's reverse proxy reports a failed upstream: an
+// error carrying a status, wrapping the cause.
+type statusError struct {
+	code int
+	err  error
+}
+
+func (e statusError) Error() string   { return fmt.Sprintf("%d: %v", e.code, e.err) }
+func (e statusError) StatusCode() int { return e.code }
+func (e statusError) Unwrap() error   { return e.err }
+
+var errRefused = statusError{http.StatusBadGateway,
+	&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}
+
+// restartingUpstream is a Next that fails like a reverse proxy to a stopped
+// homeserver while down, and otherwise answers 200 after latency, recording
+// the bodies it got.
+type restartingUpstream struct {
+	down     atomic.Bool
+	latency  time.Duration
+	answered atomic.Int64
+	cur      atomic.Int64
+	peak     atomic.Int64
+	mu       sync.Mutex
+	bodies   []string
+}
+
+func (u *restartingUpstream) next(w http.ResponseWriter, r *http.Request) error {
+	if u.down.Load() {
+		if r.Body != nil {
+			io.Copy(io.Discard, r.Body) // a proxy consumes what it sends
+		}
+		return errRefused
+	}
+	n := u.cur.Add(1)
+	defer u.cur.Add(-1)
+	for p := u.peak.Load(); n > p && !u.peak.CompareAndSwap(p, n); p = u.peak.Load() {
+	}
+	if r.Body != nil {
+		b, _ := io.ReadAll(r.Body)
+		if len(b) > 0 {
+			u.mu.Lock()
+			u.bodies = append(u.bodies, string(b))
+			u.mu.Unlock()
+		}
+	}
+	time.Sleep(u.latency)
+	u.answered.Add(1)
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func rideThroughConfig() Config {
+	cfg := DefaultConfig()
+	cfg.Herd.MinUsers = 0
+	cfg.RideThrough.Enabled = true
+	cfg.RideThrough.ProbeInterval = 50 * time.Millisecond
+	cfg.RideThrough.SlowStart = 500 * time.Millisecond
+	cfg.Classes[matrix.History].Coalesce = 0
+	cfg.Classes[matrix.History].QueueTimeout = 10 * time.Second
+	return cfg
+}
+
+// serveNext runs one request through the gate to up and renders the
+// result as Caddy's glue does: a Rejection as the Matrix 429, another error
+// as its status.
+func serveNext(g *Gate, up *restartingUpstream, method, path, body string) *httptest.ResponseRecorder {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	rec := httptest.NewRecorder()
+	err := g.ServeNext(rec, req, up.next)
+	var rej *Rejection
+	var sc interface{ StatusCode() int }
+	switch {
+	case errors.As(err, &rej):
+		rej.Write(rec)
+	case errors.As(err, &sc):
+		rec.WriteHeader(sc.StatusCode())
+	case err != nil:
+		rec.WriteHeader(http.StatusInternalServerError)
+	}
+	return rec
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// checkNoGoroutineLeak fails if the goroutine count does not return to
+// before within a bounded wait.
+func checkNoGoroutineLeak(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutines: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Without a probe address, a restart is ridden through with canary
+// requests: GETs and transaction-ID PUTs wait and succeed (the PUT with its
+// body intact), a POST is refused with a short Retry-After, an oversized PUT
+// is not retried, and the gate's goroutines end with it.
+func TestRideThroughCanaryRetriesIdempotentRequests(t *testing.T) {
+	before := runtime.NumGoroutine()
+	cfg := rideThroughConfig()
+	cfg.RideThrough.MaxBody = 64
+	g, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &restartingUpstream{latency: time.Millisecond}
+	up.down.Store(true)
+
+	codes := make(chan int, 20)
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() { codes <- serveNext(g, up, "GET", historyPath, "").Code })
+	}
+	waitFor(t, "the upstream marked down", func() bool { return g.Status(time.Now()).RideThrough.Down })
+	wg.Go(func() { codes <- serveNext(g, up, "PUT", sendPath, `{"body":"hello"}`).Code })
+
+	post := serveNext(g, up, "POST", "/_matrix/client/v3/createRoom", `{}`)
+	body := limitExceeded(t, post)
+	if ms := time.Duration(body.RetryAfterMs) * time.Millisecond; ms < cfg.RetryAfterMin || ms > cfg.RetryAfterMin*3/2 {
+		t.Fatalf("POST during the outage: Retry-After %v, want about %v", ms, cfg.RetryAfterMin)
+	}
+	big := serveNext(g, up, "PUT", "/_matrix/client/v3/rooms/%21r%3Ax/send/m.room.message/t2", strings.Repeat("x", 100))
+	limitExceeded(t, big)
+
+	time.Sleep(300 * time.Millisecond) // the outage
+	up.down.Store(false)
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != http.StatusOK {
+			t.Fatalf("an idempotent request got %d through the restart", c)
+		}
+	}
+	if got := up.answered.Load(); got != 11 {
+		t.Fatalf("upstream answered %d requests, want 11", got)
+	}
+	if len(up.bodies) != 1 || up.bodies[0] != `{"body":"hello"}` {
+		t.Fatalf("retried PUT bodies %q", up.bodies)
+	}
+	if st := g.Status(time.Now()).RideThrough; st.Down || !st.Enabled {
+		t.Fatalf("after recovery: %+v", st)
+	}
+	g.Close()
+	checkNoGoroutineLeak(t, before)
+}
+
+// A request rides through only until its class deadline, counted from its
+// arrival: a permanent outage ends in the Matrix 429, not a wait forever.
+func TestRideThroughGivesUpAtClassDeadline(t *testing.T) {
+	cfg := rideThroughConfig()
+	cfg.Classes[matrix.History].QueueTimeout = 300 * time.Millisecond
+	g := newTestGate(t, cfg)
+	up := &restartingUpstream{}
+	up.down.Store(true)
+	start := time.Now()
+	rec := serveNext(g, up, "GET", historyPath, "")
+	took := time.Since(start)
+	body := limitExceeded(t, rec)
+	if !strings.Contains(body.Error, "upstream unavailable") {
+		t.Fatalf("reason %q", body.Error)
+	}
+	if took < 300*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("gave up after %v, want the 300ms class deadline", took)
+	}
+	if c := g.Status(time.Now()).Classes[matrix.History].Counters; c.Timeout != 1 {
+		t.Fatalf("counters %+v", c)
+	}
+}
+
+// With a probe address, the gate learns of the return by dialing it; the
+// caps then ramp from a fraction to the configured cap over slow start.
+func TestRideThroughDialProbeThenSlowStart(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // the homeserver is stopped
+	cfg := rideThroughConfig()
+	cfg.RideThrough.SlowStart = time.Second
+	cfg.Classes[matrix.History].MaxInflight = 20
+	g, err := New(cfg, Options{UpstreamAddr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	up := &restartingUpstream{latency: 20 * time.Millisecond}
+	up.down.Store(true)
+
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range 60 {
+		wg.Go(func() {
+			if serveNext(g, up, "GET", historyPath, "").Code != http.StatusOK {
+				failed.Add(1)
+			}
+		})
+	}
+	waitFor(t, "the upstream marked down", func() bool { return g.Status(time.Now()).RideThrough.Down })
+	time.Sleep(200 * time.Millisecond)
+	if got := up.answered.Load(); got != 0 {
+		t.Fatalf("%d answered while down", got)
+	}
+	// The homeserver returns: HTTP first, then its port.
+	up.down.Store(false)
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port %s taken meanwhile: %v", addr, err)
+	}
+	defer l.Close()
+	waitFor(t, "the upstream marked up", func() bool { return !g.Status(time.Now()).RideThrough.Down })
+	st := g.Status(time.Now())
+	if c := st.Classes[matrix.History].Cap; c >= 20 || !st.RideThrough.SlowStart {
+		t.Fatalf("right after the return: cap %d (want below 20), slow start %v", c, st.RideThrough.SlowStart)
+	}
+	waitFor(t, "the ramp to end", func() bool {
+		st := g.Status(time.Now())
+		return !st.RideThrough.SlowStart && st.Classes[matrix.History].Cap == 20
+	})
+	wg.Wait()
+	if f := failed.Load(); f != 0 {
+		t.Fatalf("%d GETs failed through the restart", f)
+	}
+}
+
+func TestIdempotentRequests(t *testing.T) {
+	for _, tc := range []struct {
+		method, path string
+		want         bool
+	}{
+		{"GET", "/_matrix/client/v3/sync", true},
+		{"HEAD", "/_matrix/media/v3/download/x/y", true},
+		{"OPTIONS", "/_matrix/client/v3/login", true},
+		{"PUT", "/_matrix/client/v3/rooms/%21r%3Ax/send/m.room.message/txn1", true},
+		{"PUT", "/_matrix/client/v3/sendToDevice/m.room.encrypted/txn1", true},
+		{"PUT", "/_matrix/client/v3/rooms/%21r%3Ax/redact/%24ev/txn1", true},
+		{"PUT", "/_matrix/client/v3/rooms/%21r%3Ax/state/m.room.name/", true},
+		{"PUT", "/_matrix/client/v3/rooms/%21r%3Ax/send/m.room.message", false},
+		{"PUT", "/_matrix/client/v3/rooms/%21r%3Ax/send//txn1", false},
+		{"PUT", "/_matrix/client/v3/rooms/%21r%3Ax/send/m.room.message/", false},
+		{"PUT", "/_matrix/client/v3/profile/%40u%3Ax/displayname", false},
+		{"POST", "/_matrix/client/v3/createRoom", false},
+		{"POST", "/_matrix/client/v3/rooms/%21r%3Ax/send/m.room.message/txn1", false},
+		{"DELETE", "/_matrix/client/v3/devices/D", false},
+	} {
+		if got := idempotent(tc.method, tc.path); got != tc.want {
+			t.Errorf("idempotent(%s %s) = %v, want %v", tc.method, tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestDownEvidence(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		written           int
+		err               error
+		evidence, refused bool
+	}{
+		{"refused", 0, errRefused, true, true},
+		{"bare refused", 0, syscall.ECONNREFUSED, true, true},
+		{"502 error", 0, statusError{502, errors.New("EOF")}, true, false},
+		{"504 error", 0, statusError{504, errors.New("timeout")}, true, false},
+		{"answered 503", 503, nil, true, false},
+		{"answered 500", 500, nil, false, false},
+		{"answered 200", 200, nil, false, false},
+		{"client left", 0, statusError{499, errors.New("canceled")}, false, false},
+		{"other error", 0, errors.New("boom"), false, false},
+		{"error after answering", 200, errRefused, false, false},
+	} {
+		ev, ref := downEvidence(tc.written, tc.err)
+		if ev != tc.evidence || ref != tc.refused {
+			t.Errorf("%s: evidence %v refused %v, want %v %v", tc.name, ev, ref, tc.evidence, tc.refused)
+		}
+	}
+}
+
+// A body over the cap is put back intact (and the request sent once); one
+// within it is replayable.
+func TestBufferBody(t *testing.T) {
+	big := strings.Repeat("y", 100)
+	r := httptest.NewRequest("PUT", sendPath, strings.NewReader(big))
+	r.ContentLength = -1 // unknown length: the cap is found by reading
+	if _, ok := bufferBody(r, 10); ok {
+		t.Fatal("100-byte body buffered under a 10-byte cap")
+	}
+	if b, _ := io.ReadAll(r.Body); string(b) != big {
+		t.Fatalf("body not restored: %d bytes", len(b))
+	}
+	r = httptest.NewRequest("PUT", sendPath, strings.NewReader("small"))
+	b, ok := bufferBody(r, 10)
+	if !ok || !bytes.Equal(b, []byte("small")) {
+		t.Fatalf("small body: %q %v", b, ok)
+	}
+	if got, _ := io.ReadAll(r.Body); string(got) != "small" {
+		t.Fatalf("body after buffering %q", got)
+	}
+}
