@@ -7,22 +7,35 @@ import (
 )
 
 // BenchmarkServeNextUncontended is the whole pipeline for one request that
-// nothing holds back: classify, toggles, admission, metrics. It is mxgate's
-// per-request overhead before the proxy itself.
+// nothing holds back: classify, toggles, herd detection, coalescing where the
+// class has it, admission, metrics. It is mxgate's per-request cost before
+// the proxy itself (the recorder's allocations included).
 func BenchmarkServeNextUncontended(b *testing.B) {
-	g, err := New(DefaultConfig(), Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer g.Close()
-	req := httptest.NewRequest(http.MethodGet, "/_matrix/client/v3/rooms/%21abc%3Aexample.org/messages?dir=b&limit=20", nil)
-	req.Header.Set("Authorization", "Bearer syt_benchmark_token")
-	w := httptest.NewRecorder()
-	next := func(http.ResponseWriter, *http.Request) error { return nil }
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := g.ServeNext(w, req, next); err != nil {
-			b.Fatal(err)
-		}
+	for _, bc := range []struct{ name, method, target string }{
+		// send: no coalescing, no rate; herd detection on the room.
+		{"send", http.MethodPut, "/_matrix/client/v3/rooms/%21abc%3Aexample.org/send/m.room.message/txn1"},
+		// history: coalesced; Synapse's answers are no-store, so every
+		// request leads its own group through admission.
+		{"history", http.MethodGet, "/_matrix/client/v3/rooms/%21abc%3Aexample.org/messages?dir=b&limit=20"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			g, err := New(DefaultConfig(), Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer g.Close()
+			req := httptest.NewRequest(bc.method, bc.target, nil)
+			req.Header.Set("Authorization", "Bearer syt_benchmark_token")
+			next := func(w http.ResponseWriter, _ *http.Request) error {
+				w.Header().Set("Cache-Control", "no-store")
+				return nil
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := g.ServeNext(httptest.NewRecorder(), req, next); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

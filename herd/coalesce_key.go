@@ -70,7 +70,7 @@ func droppedQueryParam(name string) bool {
 // The key covers: method, Host, the raw path (r.URL.EscapedPath(), never
 // decoded), the raw query minus _cacheBuster and access_token (remaining
 // parameters keep their order and encoding), the headers in keyedHeaders, and,
-// unless shared, the SHA-256 of the credential: matrix.AccessToken(r), or the
+// unless shared, the credential (inside the hashed buffer only): matrix.AccessToken(r), or the
 // whole Authorization header when it is not a bearer token (federation
 // X-Matrix signatures), or empty for an anonymous request.
 //
@@ -81,10 +81,13 @@ func KeyOf(r *http.Request, shared bool) (Key, bool) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return Key{}, false
 	}
-	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Header.Get("Transfer-Encoding") != "" {
+	// Direct map reads: the names are canonical already, and Header.Get
+	// would canonicalise them again on every request.
+	h := r.Header
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 || len(h["Transfer-Encoding"]) > 0 {
 		return Key{}, false
 	}
-	if r.Header.Get("Range") != "" || r.Header.Get("If-Range") != "" || r.Header.Get("Upgrade") != "" {
+	if len(h["Range"]) > 0 || len(h["If-Range"]) > 0 || len(h["Upgrade"]) > 0 {
 		return Key{}, false
 	}
 
@@ -94,7 +97,7 @@ func KeyOf(r *http.Request, shared bool) (Key, bool) {
 	buf := stack[:0]
 	buf = appendField(buf, r.Method)
 	buf = appendField(buf, r.Host)
-	buf = appendField(buf, r.URL.EscapedPath())
+	buf = appendField(buf, rawPath(r.URL))
 	buf = appendField(buf, keyedQuery(r.URL.RawQuery))
 	for _, name := range keyedHeaders {
 		// Each value separately, with their count, so that splitting or
@@ -106,18 +109,26 @@ func KeyOf(r *http.Request, shared bool) (Key, bool) {
 		}
 	}
 	if !shared {
+		// The credential goes into the hashed buffer only: the buffer is
+		// never kept, and the key is a digest.
 		cred := matrix.AccessToken(r)
 		if cred == "" {
 			cred = r.Header.Get("Authorization")
 		}
-		if cred == "" {
-			buf = appendField(buf, "")
-		} else {
-			credSum := sha256.Sum256([]byte(cred))
-			buf = appendField(buf, string(credSum[:]))
-		}
+		buf = appendField(buf, cred)
 	}
 	return Key{sum: sha256.Sum256(buf), shared: shared}, true
+}
+
+// rawPath is the path as the client sent it. net/url keeps RawPath only when
+// it differs from the default encoding of Path, so an empty RawPath means
+// Path is already the raw form (EscapedPath says the same, but re-validates
+// the encoding on every call).
+func rawPath(u *url.URL) string {
+	if u.RawPath != "" {
+		return u.RawPath
+	}
+	return u.Path
 }
 
 // keyedQuery returns raw with the dropped parameters removed, leaving every
