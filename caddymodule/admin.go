@@ -25,7 +25,7 @@ func init() {
 // default), so these routes are never on the public listeners.
 //
 //	GET    /mxgate/status              every zone's classes, toggles, herds, upstream
-//	POST   /mxgate/shed                set a toggle (JSON body, see shedRequest)
+//	POST   /mxgate/shed                set a toggle (JSON body, see ShedRequest)
 //	DELETE /mxgate/shed/{class}        end a class toggle
 //	DELETE /mxgate/shed/*?priority=P   end a brownout
 //	DELETE /mxgate/shed/all            end every toggle
@@ -93,8 +93,8 @@ func (a *AdminAPI) handleStatus(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, resp)
 }
 
-// shedRequest is the body of POST /mxgate/shed.
-type shedRequest struct {
+// ShedRequest is the body of POST /mxgate/shed (the CLI sends it too).
+type ShedRequest struct {
 	// Class is a class name, or "*" with Priority for a brownout.
 	Class    string `json:"class"`
 	Priority string `json:"priority,omitempty"`
@@ -136,7 +136,7 @@ func (a *AdminAPI) handleShed(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return apiError(http.StatusMethodNotAllowed, "use POST")
 	}
-	var req shedRequest
+	var req ShedRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {

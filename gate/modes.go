@@ -26,8 +26,9 @@ type classMode struct {
 	derived bool
 }
 
-// resolveModes applies toggles to classes. A class toggle overrides a
-// brownout for its class; among brownouts the strongest mode wins. Brownouts
+// resolveModes applies toggles to classes. A class toggle (shed or queue; the
+// admin API ends a toggle for "normal") overrides a brownout for its class;
+// among brownouts the strongest mode wins. Brownouts
 // never touch critical classes.
 func resolveModes(toggles []limiter.Toggle, classes *[matrix.NumClasses]matrix.Limits, version uint64) *modeTable {
 	t := &modeTable{version: version}

@@ -72,7 +72,7 @@ toggle survives config reloads and restarts until it expires.`,
 			cmd.Flags().String("zone", "", "only this mxgate zone (default all)")
 			cmd.Args = cobra.MaximumNArgs(1)
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-				return exitCode(runShed(os.Stdout, fl.String("admin"), shedArgs{
+				return exitCode(runShed(os.Stdout, fl.String("admin"), caddymodule.ShedRequest{
 					Class: fl.Arg(0), Priority: fl.String("priority"), Mode: fl.String("mode"),
 					For: fl.String("for"), Reason: fl.String("reason"), Zone: fl.String("zone"),
 				}))
@@ -291,17 +291,7 @@ func upstreamLine(h gate.UpstreamHealth) string {
 	return fmt.Sprintf("%s, %.1f%% failed of %d in the last minute", state, 100*h.ErrorRatio, h.Responses)
 }
 
-// shedArgs are the shed command's arguments, sent as the POST body.
-type shedArgs struct {
-	Class    string `json:"class"`
-	Priority string `json:"priority,omitempty"`
-	Mode     string `json:"mode,omitempty"`
-	For      string `json:"for,omitempty"`
-	Reason   string `json:"reason,omitempty"`
-	Zone     string `json:"zone,omitempty"`
-}
-
-func runShed(w io.Writer, admin string, a shedArgs) error {
+func runShed(w io.Writer, admin string, a caddymodule.ShedRequest) error {
 	switch {
 	case a.Class != "" && a.Priority != "":
 		return errors.New("give a class or --priority, not both")

@@ -65,7 +65,7 @@ func TestCtlAgainstStoppedGatewaySaysSo(t *testing.T) {
 	addr := freeAddr(t) // nothing listens here
 	for name, err := range map[string]error{
 		"status":  runStatus(new(bytes.Buffer), addr, "", false, 0),
-		"shed":    runShed(new(bytes.Buffer), addr, shedArgs{Class: "search"}),
+		"shed":    runShed(new(bytes.Buffer), addr, caddymodule.ShedRequest{Class: "search"}),
 		"restore": runRestore(new(bytes.Buffer), addr, "search", "", "", false),
 	} {
 		if err == nil || !strings.Contains(err.Error(), "cannot reach mxgate admin endpoint at "+addr+": is the gateway running?") {
@@ -76,10 +76,10 @@ func TestCtlAgainstStoppedGatewaySaysSo(t *testing.T) {
 
 func TestCtlArgumentErrors(t *testing.T) {
 	addr := freeAddr(t)
-	if err := runShed(new(bytes.Buffer), addr, shedArgs{}); err == nil || !strings.Contains(err.Error(), "name a class") {
+	if err := runShed(new(bytes.Buffer), addr, caddymodule.ShedRequest{}); err == nil || !strings.Contains(err.Error(), "name a class") {
 		t.Errorf("shed without class: %v", err)
 	}
-	if err := runShed(new(bytes.Buffer), addr, shedArgs{Class: "search", Priority: "normal"}); err == nil {
+	if err := runShed(new(bytes.Buffer), addr, caddymodule.ShedRequest{Class: "search", Priority: "normal"}); err == nil {
 		t.Error("shed with class and priority: no error")
 	}
 	if err := runRestore(new(bytes.Buffer), addr, "search", "", "", true); err == nil {
@@ -103,7 +103,7 @@ func TestCtlShedStatusRestore(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	if err := runShed(&out, admin, shedArgs{Class: "search", For: "20m", Reason: "db maintenance", Mode: "shed"}); err != nil {
+	if err := runShed(&out, admin, caddymodule.ShedRequest{Class: "search", For: "20m", Reason: "db maintenance", Mode: "shed"}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "search: shed for 20m0s") || !strings.Contains(out.String(), "db maintenance") {
@@ -113,7 +113,7 @@ func TestCtlShedStatusRestore(t *testing.T) {
 		t.Errorf("search after mxgate shed: %d", code)
 	}
 	out.Reset()
-	if err := runShed(&out, admin, shedArgs{Priority: "sheddable", For: "5m", Mode: "queue", Reason: "brownout"}); err != nil {
+	if err := runShed(&out, admin, caddymodule.ShedRequest{Priority: "sheddable", For: "5m", Mode: "queue", Reason: "brownout"}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "every sheddable and lower-priority class: queue") {
@@ -191,10 +191,10 @@ func TestCtlShedStatusRestore(t *testing.T) {
 	}
 
 	// API validation errors come back as the message.
-	if err := runShed(new(bytes.Buffer), admin, shedArgs{Class: "everything"}); err == nil || !strings.Contains(err.Error(), `unknown endpoint class "everything"`) {
+	if err := runShed(new(bytes.Buffer), admin, caddymodule.ShedRequest{Class: "everything"}); err == nil || !strings.Contains(err.Error(), `unknown endpoint class "everything"`) {
 		t.Errorf("shed of an unknown class: %v", err)
 	}
-	if err := runShed(new(bytes.Buffer), admin, shedArgs{Class: "search", For: "48h"}); err == nil || !strings.Contains(err.Error(), "max_toggle_duration") {
+	if err := runShed(new(bytes.Buffer), admin, caddymodule.ShedRequest{Class: "search", For: "48h"}); err == nil || !strings.Contains(err.Error(), "max_toggle_duration") {
 		t.Errorf("shed for too long: %v", err)
 	}
 }
