@@ -130,7 +130,7 @@ func (g *Gate) prepareRideThrough(waitCtx context.Context, cfg *Config, class ma
 	if !g.ride.enabled.Load() {
 		return nil, nil
 	}
-	retryable := idempotent(r.Method, rawPath(r))
+	retryable := idempotent(r.Method, matrix.RawPath(r.URL))
 	var body []byte
 	if retryable {
 		body, retryable = bufferBody(r, cfg.RideThrough.MaxBody)

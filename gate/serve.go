@@ -47,7 +47,7 @@ func (g *Gate) Middleware(next http.Handler) http.Handler {
 //  7. next, timed, with its status counted.
 func (g *Gate) ServeNext(w http.ResponseWriter, r *http.Request, next Next) error {
 	cfg := g.cfg.Load()
-	route := matrix.Classify(r.Method, rawPath(r), r.URL.RawQuery)
+	route := matrix.Classify(r.Method, matrix.RawPath(r.URL), r.URL.RawQuery)
 	class := route.Class
 	limits := &cfg.Classes[class]
 	name := class.String()
@@ -73,7 +73,7 @@ func (g *Gate) ServeNext(w http.ResponseWriter, r *http.Request, next Next) erro
 	lane := g.observeHerd(cfg, route, user, now)
 
 	// 4. During a herd, verified members may share one fetch of room state.
-	if cfg.ShareRoomState && lane == limiter.LaneHerd && class == matrix.RoomState && isSharedStatePath(rawPath(r)) {
+	if cfg.ShareRoomState && lane == limiter.LaneHerd && class == matrix.RoomState && isSharedStatePath(matrix.RawPath(r.URL)) {
 		if ok, err := g.serveSharedState(w, r, cfg, route, now, next); ok {
 			return err
 		}
@@ -94,8 +94,9 @@ func (g *Gate) ServeNext(w http.ResponseWriter, r *http.Request, next Next) erro
 // through next and frees the slot. The wait ends when waitCtx does: the
 // client's context, even when r itself carries a context detached from the
 // client (a coalescing leader's upstream fetch must outlive its client, but
-// its place in the queue must not). start is when the request arrived (the clock is read as few times as
-// possible: on some virtual machines it costs more than the rest of the gate).
+// its place in the queue must not). start is when the request arrived; the
+// clock is read as few times as possible, since on some virtual machines it
+// costs more than the rest of the gate.
 func (g *Gate) admitAndServe(waitCtx context.Context, w http.ResponseWriter, r *http.Request, cfg *Config, class matrix.Class, lane limiter.Lane, start time.Time, next Next) error {
 	m := g.metrics.of(class)
 	name := class.String()
@@ -186,17 +187,6 @@ func (g *Gate) reject(cfg *Config, class matrix.Class, outcome Outcome, reason s
 		lo, hi = retryAfter, retryAfter+cfg.RetryAfterMin
 	}
 	return &Rejection{Class: class, Outcome: outcome, Reason: reason, RetryAfter: jitter(lo, hi)}
-}
-
-// rawPath is the request path exactly as the client sent it: net/url keeps
-// RawPath only when it differs from the default encoding of Path, so an
-// empty RawPath means Path is already the raw form. (EscapedPath would say
-// the same but re-validates the encoding on every call.)
-func rawPath(r *http.Request) string {
-	if r.URL.RawPath != "" {
-		return r.URL.RawPath
-	}
-	return r.URL.Path
 }
 
 // count records one request's outcome in the metrics and the gate's totals.

@@ -101,7 +101,7 @@ func (g *Gate) serveSharedState(w http.ResponseWriter, r *http.Request, cfg *Con
 	if token == "" || !g.verifyJoined(r, cfg, route, matrix.IDOf(token), now, next) {
 		return false, nil
 	}
-	key := rawPath(r) + "?" + queryWithoutToken(r.URL.RawQuery)
+	key := matrix.RawPath(r.URL) + "?" + queryWithoutToken(r.URL.RawQuery)
 	s := g.sharer
 	s.mu.Lock()
 	f, joined := s.flights[key]
@@ -217,7 +217,7 @@ func (g *Gate) verifyJoined(r *http.Request, cfg *Config, route matrix.Route, to
 	if until, ok := s.members.Get(mk); ok && now.Before(until) {
 		return true
 	}
-	prefix, _, ok := strings.Cut(rawPath(r), "/rooms/")
+	prefix, _, ok := strings.Cut(matrix.RawPath(r.URL), "/rooms/")
 	if !ok {
 		return false
 	}

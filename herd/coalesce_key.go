@@ -97,7 +97,7 @@ func KeyOf(r *http.Request, shared bool) (Key, bool) {
 	buf := stack[:0]
 	buf = appendField(buf, r.Method)
 	buf = appendField(buf, r.Host)
-	buf = appendField(buf, rawPath(r.URL))
+	buf = appendField(buf, matrix.RawPath(r.URL))
 	buf = appendField(buf, keyedQuery(r.URL.RawQuery))
 	for _, name := range keyedHeaders {
 		// Each value separately, with their count, so that splitting or
@@ -118,17 +118,6 @@ func KeyOf(r *http.Request, shared bool) (Key, bool) {
 		buf = appendField(buf, cred)
 	}
 	return Key{sum: sha256.Sum256(buf), shared: shared}, true
-}
-
-// rawPath is the path as the client sent it. net/url keeps RawPath only when
-// it differs from the default encoding of Path, so an empty RawPath means
-// Path is already the raw form (EscapedPath says the same, but re-validates
-// the encoding on every call).
-func rawPath(u *url.URL) string {
-	if u.RawPath != "" {
-		return u.RawPath
-	}
-	return u.Path
 }
 
 // keyedQuery returns raw with the dropped parameters removed, leaving every

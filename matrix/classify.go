@@ -1,6 +1,9 @@
 package matrix
 
-import "strings"
+import (
+	"net/url"
+	"strings"
+)
 
 // Route is what the classifier learns from a request line.
 type Route struct {
@@ -499,4 +502,15 @@ func unhex(c byte) byte {
 	default: // 'A'..'F'; callers check isHex first
 		return c - 'A' + 10
 	}
+}
+
+// RawPath is a request path exactly as the client sent it, for Classify.
+// net/url keeps RawPath only when it differs from the default encoding of
+// Path, so an empty RawPath means Path is already the raw form. (EscapedPath
+// says the same but re-validates the encoding on every call.)
+func RawPath(u *url.URL) string {
+	if u.RawPath != "" {
+		return u.RawPath
+	}
+	return u.Path
 }
