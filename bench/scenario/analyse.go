@@ -1,0 +1,215 @@
+package scenario
+
+import (
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/mxgate/mxgate/bench/simclient"
+	"github.com/mxgate/mxgate/bench/simhs"
+	"github.com/mxgate/mxgate/matrix"
+)
+
+// Result is what one scenario run through one peer showed. Durations are
+// model time.
+type Result struct {
+	Scenario, Peer string
+	Duration       time.Duration
+	// Requests counts every request clients made; Goodput those answered
+	// 2xx before the client gave up, long-poll /sync excluded (an idle poll
+	// is not work delivered). GoodputPerSec is Goodput per model second.
+	Requests, Goodput int
+	GoodputPerSec     float64
+	// HerdClients and HerdResynced: how many herd clients there were and
+	// how many got both the room state and their initial sync.
+	HerdClients, HerdResynced int
+	// Classes holds latency per endpoint class, in class order.
+	Classes []ClassLatency
+	// Errors counts failed requests by kind: the HTTP status ("429",
+	// "502", ...), "gave_up" (client timeout), "no_answer" (connection
+	// refused or reset) and "unfinished" (cut off by the end of the run).
+	Errors map[string]int
+	// Upstream is what the homeserver counted.
+	Upstream simhs.Stats
+	// HasCause says the scenario injects an incident; CauseEnd is when it
+	// ended. BaselineP99 is the background p99 before it; Recovery is the
+	// time from CauseEnd until the background p99 is back within 2x the
+	// baseline for 3 consecutive seconds; Recovered is false if it never was.
+	HasCause    bool
+	CauseEnd    time.Duration
+	BaselineP99 time.Duration
+	Recovery    time.Duration
+	Recovered   bool
+	// Series is one bucket per model second of background traffic.
+	Series []Bucket
+	// DroppedRecords counts requests beyond the recorder's cap.
+	DroppedRecords int
+}
+
+// ClassLatency is the latency of one class's requests, failures included
+// (a request the client gave up on counts with its give-up time).
+type ClassLatency struct {
+	Class     matrix.Class
+	Count, OK int
+	P50, P99  time.Duration
+}
+
+// Bucket is one model second: background requests started in it, their p99
+// (a failed request counts as the longest give-up time), and the
+// homeserver's concurrency sampled at its end.
+type Bucket struct {
+	At                  time.Duration
+	Requests, OK        int
+	P99                 time.Duration
+	UpstreamConcurrency int64
+}
+
+type analysisInput struct {
+	scenario, peer string
+	o              Options
+	duration       time.Duration
+	recs           []simclient.Record
+	dropped        int
+	stats          simhs.Stats
+	samples        []int64
+	herdOK         int64
+	causeEnd       time.Duration
+	hasCause       bool
+}
+
+// recoveryRun is how many consecutive good seconds count as recovered.
+const recoveryRun = 3
+
+func analyse(in analysisInput) *Result {
+	o := in.o
+	res := &Result{
+		Scenario: in.scenario, Peer: in.peer, Duration: in.duration,
+		Requests: len(in.recs), Errors: map[string]int{}, Upstream: in.stats,
+		HerdResynced: int(in.herdOK), HasCause: in.hasCause, CauseEnd: in.causeEnd,
+		DroppedRecords: in.dropped,
+	}
+	if in.scenario == "herd" {
+		res.HerdClients = o.HerdClients
+	}
+	model := func(d time.Duration) time.Duration { return time.Duration(float64(d) * o.Scale) }
+
+	var perClass [matrix.NumClasses][]time.Duration
+	var okClass [matrix.NumClasses]int
+	for _, r := range in.recs {
+		lat := model(r.End - r.Start)
+		perClass[r.Class] = append(perClass[r.Class], lat)
+		switch {
+		case r.OK():
+			okClass[r.Class]++
+			if r.Class != matrix.Sync {
+				res.Goodput++
+			}
+		case r.Unfinished:
+			res.Errors["unfinished"]++
+		case r.GaveUp:
+			res.Errors["gave_up"]++
+		case r.Status == 0:
+			res.Errors["no_answer"]++
+		default:
+			res.Errors[strconv.Itoa(r.Status)]++
+		}
+	}
+	res.GoodputPerSec = float64(res.Goodput) / in.duration.Seconds()
+	for c, lats := range perClass {
+		if len(lats) == 0 {
+			continue
+		}
+		slices.Sort(lats)
+		res.Classes = append(res.Classes, ClassLatency{
+			Class: matrix.Class(c), Count: len(lats), OK: okClass[c],
+			P50: percentile(lats, 0.50), P99: percentile(lats, 0.99),
+		})
+	}
+
+	// The background's experience over time. A failure counts as the
+	// longest give-up; an unfinished request only once it has taken longer
+	// than the recovery threshold (before that, its outcome is unknown).
+	penalty := o.GiveUpMax
+	background := func(r simclient.Record) bool { return r.Group == groupBackground && r.Class != matrix.Sync }
+	var base []time.Duration
+	for _, r := range in.recs {
+		if !background(r) || r.Unfinished {
+			continue
+		}
+		if st := model(r.Start); st >= o.CauseAt/2 && st < o.CauseAt {
+			base = append(base, failLatency(r, model(r.End-r.Start), penalty))
+		}
+	}
+	slices.Sort(base)
+	res.BaselineP99 = percentile(base, 0.99)
+	threshold := max(2*res.BaselineP99, res.BaselineP99+100*time.Millisecond)
+
+	n := int(in.duration / time.Second)
+	buckets := make([][]time.Duration, n)
+	oks := make([]int, n)
+	for _, r := range in.recs {
+		b := int(model(r.Start) / time.Second)
+		if !background(r) || b < 0 || b >= n {
+			continue
+		}
+		lat := model(r.End - r.Start)
+		if r.Unfinished && lat <= threshold {
+			continue
+		}
+		buckets[b] = append(buckets[b], failLatency(r, lat, penalty))
+		if r.OK() {
+			oks[b]++
+		}
+	}
+	res.Series = make([]Bucket, n)
+	for i, lats := range buckets {
+		slices.Sort(lats)
+		res.Series[i] = Bucket{At: time.Duration(i) * time.Second, Requests: len(lats), OK: oks[i], P99: percentile(lats, 0.99)}
+		if i < len(in.samples) {
+			res.Series[i].UpstreamConcurrency = in.samples[i]
+		}
+	}
+	if in.hasCause && res.BaselineP99 > 0 {
+		res.Recovery, res.Recovered = recovery(res.Series, in.causeEnd, threshold)
+	}
+	return res
+}
+
+func failLatency(r simclient.Record, lat, penalty time.Duration) time.Duration {
+	if r.OK() {
+		return lat
+	}
+	return max(lat, penalty)
+}
+
+// recovery finds the first second at or after causeEnd from which
+// recoveryRun consecutive buckets with traffic have p99 within threshold.
+func recovery(series []Bucket, causeEnd, threshold time.Duration) (time.Duration, bool) {
+	first := int((causeEnd + time.Second - 1) / time.Second)
+	for i := first; i < len(series); i++ {
+		good, seen := true, 0
+		for j := i; j < len(series) && seen < recoveryRun; j++ {
+			if series[j].Requests == 0 {
+				continue
+			}
+			seen++
+			if series[j].P99 > threshold {
+				good = false
+				break
+			}
+		}
+		if good && seen == recoveryRun {
+			return max(0, series[i].At-causeEnd), true
+		}
+	}
+	return 0, false
+}
+
+// percentile is the nearest-rank percentile of sorted values (0 if none).
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p+0.999999) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}

@@ -1,0 +1,98 @@
+package scenario
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mxgate/mxgate/matrix"
+)
+
+// WriteMarkdown writes the summary table and the per-class latency table of
+// results.
+func WriteMarkdown(w io.Writer, results []*Result) {
+	fmt.Fprintln(w, "| scenario | peer | goodput (ok/s) | ok % | herd resynced | upstream peak (non-sync) | peak fds | wasted work | errors | recovery |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
+	for _, r := range results {
+		okPct := 0.0
+		if r.Requests > 0 {
+			okPct = 100 * float64(r.Goodput+classOK(r, matrix.Sync)) / float64(r.Requests)
+		}
+		herd := "–"
+		if r.HerdClients > 0 {
+			herd = fmt.Sprintf("%d/%d", r.HerdResynced, r.HerdClients)
+		}
+		fmt.Fprintf(w, "| %s | %s | %.1f | %.1f | %s | %d (%d) | %d | %s of %s | %s | %s |\n",
+			r.Scenario, r.Peer, r.GoodputPerSec, okPct, herd,
+			r.Upstream.Peak, r.Upstream.PeakNonSync, r.Upstream.PeakFDs,
+			round(r.Upstream.WastedWork), round(r.Upstream.WorkDone), errorsCell(r.Errors), recoveryCell(r))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| scenario | peer | class | requests | ok | p50 | p99 |")
+	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|")
+	for _, r := range results {
+		for _, c := range r.Classes {
+			fmt.Fprintf(w, "| %s | %s | %s | %d | %d | %s | %s |\n", r.Scenario, r.Peer, c.Class, c.Count, c.OK, round(c.P50), round(c.P99))
+		}
+	}
+}
+
+func classOK(r *Result, class matrix.Class) int {
+	for _, c := range r.Classes {
+		if c.Class == class {
+			return c.OK
+		}
+	}
+	return 0
+}
+
+// ClassP99 returns the p99 of class in r (0 if it had no requests).
+func (r *Result) ClassP99(class matrix.Class) time.Duration {
+	for _, c := range r.Classes {
+		if c.Class == class {
+			return c.P99
+		}
+	}
+	return 0
+}
+
+func errorsCell(errs map[string]int) string {
+	if len(errs) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(errs))
+	for k := range errs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s: %d", k, errs[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+func recoveryCell(r *Result) string {
+	switch {
+	case !r.HasCause:
+		return "–"
+	case !r.Recovered:
+		return "not recovered"
+	default:
+		return round(r.Recovery).String()
+	}
+}
+
+// round shortens a duration for a table.
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(time.Second)
+	case d >= 10*time.Millisecond:
+		return d.Round(time.Millisecond)
+	default:
+		return d.Round(10 * time.Microsecond)
+	}
+}

@@ -1,0 +1,276 @@
+package simhs
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fastConfig runs the model 100x faster than real time.
+func fastConfig() Config {
+	c := DefaultConfig()
+	c.TimeScale = 100
+	for i := range c.Costs {
+		c.Costs[i].BodyBytes = min(c.Costs[i].BodyBytes, 4<<10)
+	}
+	return c
+}
+
+func startServer(t *testing.T, cfg Config) (*Server, string) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	s := New(cfg)
+	url, err := s.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+		waitGoroutines(t, before)
+	})
+	return s, url
+}
+
+func waitGoroutines(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+2 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutine leak: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func get(_ *testing.T, ctx context.Context, method, url string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestLongPollWakesOnSend(t *testing.T) {
+	cfg := fastConfig()
+	cfg.TimeScale = 1 // the poll would otherwise time out before the send
+	s, url := startServer(t, cfg)
+	done := make(chan string, 1)
+	go func() {
+		_, body, _ := get(t, context.Background(), "GET", url+"/_matrix/client/v3/sync?since=s0&timeout=20000")
+		done <- body
+	}()
+	waitFor(t, "the long-poll to be inside", func() bool { return s.Stats().Current == 1 })
+	if code, _, err := get(t, context.Background(), "PUT", url+"/_matrix/client/v3/rooms/!r:x/send/m.room.message/t1"); err != nil || code != 200 {
+		t.Fatalf("send: %d %v", code, err)
+	}
+	select {
+	case body := <-done:
+		if !strings.Contains(body, `"next_batch":"s1"`) {
+			t.Fatalf("sync answer %q does not carry the new position", body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("long-poll did not wake on send")
+	}
+}
+
+func TestLongPollTimesOutWithoutDB(t *testing.T) {
+	cfg := fastConfig()
+	cfg.DBPool = 1
+	s, url := startServer(t, cfg)
+	// Occupy the only DB connection with a slow write; an idle long-poll
+	// must still return at its timeout because it holds no connection.
+	s.ArmSlowWrites(1)
+	go get(t, context.Background(), "POST", url+"/_matrix/client/v3/rooms/!r:x/read_markers")
+	waitFor(t, "slow write inside", func() bool { return s.Stats().Current == 1 })
+	code, body, err := get(t, context.Background(), "GET", url+"/_matrix/client/v3/sync?since=s0&timeout=1")
+	if err != nil || code != 200 || !strings.Contains(body, "next_batch") {
+		t.Fatalf("sync: %d %q %v", code, body, err)
+	}
+}
+
+func TestSlowWriteBlocksOtherWrites(t *testing.T) {
+	s, url := startServer(t, fastConfig())
+	s.ArmSlowWrites(1)
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		get(t, context.Background(), "POST", url+"/_matrix/client/v3/rooms/!r:x/read_markers")
+		mu.Lock()
+		order = append(order, "receipt")
+		mu.Unlock()
+	}()
+	waitFor(t, "slow write inside", func() bool { return s.Stats().Current == 1 })
+	get(t, context.Background(), "PUT", url+"/_matrix/client/v3/rooms/!r:x/send/m.room.message/t1")
+	mu.Lock()
+	order = append(order, "send")
+	mu.Unlock()
+	wg.Wait()
+	if len(order) != 2 || order[0] != "receipt" {
+		t.Fatalf("send finished before the slow write released the lock: %v", order)
+	}
+	if s.Stats().LastSlowWriteEnd.IsZero() {
+		t.Fatal("slow write end not recorded")
+	}
+}
+
+func TestWorkContinuesForGoneClient(t *testing.T) {
+	cfg := fastConfig()
+	cfg.DBPool = 1
+	s, url := startServer(t, cfg)
+	// A slow write holds the only DB connection for 300 ms real; the room
+	// state request queues behind it and its client gives up meanwhile.
+	s.ArmSlowWrites(1)
+	go get(t, context.Background(), "POST", url+"/_matrix/client/v3/rooms/!r:x/read_markers")
+	waitFor(t, "slow write inside", func() bool { return s.Stats().Current == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, _, err := get(t, ctx, "GET", url+"/_matrix/client/v3/rooms/!big:x/state"); err == nil {
+		t.Fatal("room state answered while the pool was held")
+	}
+	waitFor(t, "the abandoned work to complete", func() bool { return s.Stats().Completed == 2 })
+	st := s.Stats()
+	if st.Wasted != 1 || st.WastedWork != cfg.Costs[3].DB+cfg.Costs[3].CPU {
+		t.Fatalf("want the abandoned room state counted as waste, got %+v", st)
+	}
+}
+
+func TestFDLimitStallsThenWedgesUntilRestart(t *testing.T) {
+	cfg := fastConfig()
+	cfg.MaxFDs = 1
+	cfg.WedgeAfter = time.Second // 10 ms real
+	s, url := startServer(t, cfg)
+	addr := strings.TrimPrefix(url, "http://")
+
+	// One connection takes the only descriptor.
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first connection accepted", func() bool { return s.Stats().OpenFDs == 1 })
+
+	// A second client stalls in the backlog: no answer.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, _, err := get(t, ctx, "GET", url+"/_matrix/client/versions"); err == nil {
+		t.Fatal("request answered although the server is out of descriptors")
+	}
+	st := s.Stats()
+	if st.AcceptErrors == 0 || st.PeakFDs != 1 {
+		t.Fatalf("want accept errors and peak fds 1, got %+v", st)
+	}
+
+	// Exhausted for longer than WedgeAfter: once a descriptor frees, the
+	// process still answers nothing.
+	held.Close()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	if _, _, err := get(t, ctx2, "GET", url+"/_matrix/client/versions"); err == nil {
+		t.Fatal("wedged server answered")
+	}
+	if s.Stats().Wedges != 1 {
+		t.Fatalf("want one wedge, got %+v", s.Stats())
+	}
+
+	if err := s.Restart(0); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, err := get(t, context.Background(), "GET", url+"/_matrix/client/versions"); err != nil || code != 200 {
+		t.Fatalf("after restart: %d %v", code, err)
+	}
+}
+
+func TestRestartRefusesWhileDown(t *testing.T) {
+	cfg := fastConfig()
+	cfg.TimeScale = 1
+	s, url := startServer(t, cfg)
+	done := make(chan error, 1)
+	go func() { done <- s.Restart(2 * time.Second) }()
+	waitFor(t, "restart to begin", func() bool { return s.Stats().Restarts == 1 })
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	if _, _, err := get(t, context.Background(), "GET", url+"/_matrix/client/versions"); err == nil {
+		t.Fatal("server answered while down")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if code, _, err := get(t, context.Background(), "GET", url+"/_matrix/client/versions"); err != nil || code != 200 {
+		t.Fatalf("after restart: %d %v", code, err)
+	}
+}
+
+func TestCPUIsShared(t *testing.T) {
+	c := newCPU(func() float64 { return 1 })
+	defer c.close()
+	a := &cpuJob{remaining: 1, done: make(chan struct{})}
+	b := &cpuJob{remaining: 2, done: make(chan struct{})}
+	start := time.Now()
+	c.mu.Lock()
+	c.last = start
+	c.jobs[a], c.jobs[b] = struct{}{}, struct{}{}
+	c.advance(start.Add(time.Second)) // two jobs share one core: half speed each
+	c.mu.Unlock()
+	if a.remaining != 0.5 || b.remaining != 1.5 {
+		t.Fatalf("after 1s shared: a=%v b=%v, want 0.5 and 1.5", a.remaining, b.remaining)
+	}
+	c.mu.Lock()
+	c.advance(start.Add(2 * time.Second))
+	c.mu.Unlock()
+	select {
+	case <-a.done:
+	default:
+		t.Fatal("job a not finished after its share of 2s")
+	}
+	if b.remaining != 1 {
+		t.Fatalf("b.remaining = %v, want 1", b.remaining)
+	}
+}
+
+func TestStatsCountClassesAndPeaks(t *testing.T) {
+	s, url := startServer(t, fastConfig())
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			get(t, context.Background(), "GET", url+"/_matrix/client/v3/rooms/!big:x/state")
+		}()
+	}
+	wg.Wait()
+	st := s.Stats()
+	if st.ByClass[3] != 5 { // matrix.RoomState
+		t.Fatalf("room_state count = %d, want 5", st.ByClass[3])
+	}
+	if st.Completed != 5 || st.Peak < 1 || st.Peak > 5 || st.PeakNonSync != st.Peak {
+		t.Fatalf("unexpected stats %+v", st)
+	}
+}
