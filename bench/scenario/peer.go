@@ -37,12 +37,12 @@ func (Direct) Name() string                          { return "direct" }
 func (Direct) Start(upstream string) (string, error) { return upstream, nil }
 func (Direct) Stop() error                           { return nil }
 
-// InProcess is mxgate's gate middleware around httputil.ReverseProxy on a
+// InProcess is mxgate's gate (gate.Proxy) around httputil.ReverseProxy on a
 // loopback listener in this process. Its durations and rates are scaled by
 // Scale like the rest of the run.
 type InProcess struct {
-	// Config is the gate configuration in model time; zero means
-	// gate.DefaultConfig().
+	// Config is the gate configuration in model time; nil means
+	// gate.DefaultConfig() with ride-through on, as in `mxgate gateway`.
 	Config *gate.Config
 	// Scale divides the config's durations and multiplies its rates.
 	Scale float64
@@ -62,10 +62,13 @@ func (p *InProcess) Start(upstream string) (string, error) {
 		return "", err
 	}
 	cfg := gate.DefaultConfig()
+	// Ride-through, as `mxgate gateway` has it by default.
+	cfg.RideThrough = gate.DefaultRideThrough()
+	cfg.RideThrough.Enabled = true
 	if p.Config != nil {
 		cfg = *p.Config
 	}
-	g, err := gate.New(scaleGateConfig(cfg, p.Scale), gate.Options{})
+	g, err := gate.New(scaleGateConfig(cfg, p.Scale), gate.Options{UpstreamAddr: target.Host})
 	if err != nil {
 		return "", fmt.Errorf("mxgate-inprocess: %w", err)
 	}
@@ -82,7 +85,7 @@ func (p *InProcess) Start(upstream string) (string, error) {
 		return "", err
 	}
 	p.gate = g
-	p.srv = &http.Server{Handler: g.Middleware(rp), ReadHeaderTimeout: 10 * time.Second}
+	p.srv = &http.Server{Handler: g.Proxy(rp), ReadHeaderTimeout: 10 * time.Second}
 	p.done = make(chan struct{})
 	go func() {
 		defer close(p.done)
@@ -116,6 +119,7 @@ func scaleGateConfig(c gate.Config, scale float64) gate.Config {
 	c.LIFOAfter = d(c.LIFOAfter)
 	c.Herd.Window = d(c.Herd.Window)
 	c.Herd.RetryAfterMin, c.Herd.RetryAfterMax = d(c.Herd.RetryAfterMin), d(c.Herd.RetryAfterMax)
+	c.RideThrough.ProbeInterval, c.RideThrough.SlowStart = d(c.RideThrough.ProbeInterval), d(c.RideThrough.SlowStart)
 	for i := range c.Classes {
 		l := &c.Classes[i]
 		l.QueueTimeout = d(l.QueueTimeout)
