@@ -397,3 +397,45 @@ func TestCaddyRejectedReloadKeepsGateConfig(t *testing.T) {
 	}
 	check("after the rejected reload")
 }
+
+// With handle_errors, a rejection is a Caddy error that the site's
+// handle_errors routes shape; the 429 headers are already set and the
+// placeholders carry the reason and the retry delay.
+func TestCaddyHandleErrorsShapesRejections(t *testing.T) {
+	up := newCountingUpstream(t, nil)
+	port, admin := freePort(t), freePort(t)
+	startCaddy(t, fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+}
+http://127.0.0.1:%d {
+	mxgate {
+		handle_errors
+		retry_after 3s 5s
+		shed search
+	}
+	reverse_proxy %s
+	handle_errors {
+		respond "custom: {http.vars.mxgate_reason} after {http.vars.mxgate_retry_after_ms}ms" {err.status_code}
+	}
+}`, admin, port, up.addr))
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/_matrix/client/v3/search", port), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("status %d %s", resp.StatusCode, body)
+	}
+	var ms int
+	if _, err := fmt.Sscanf(string(body), "custom: shed by operator: shed in config after %dms", &ms); err != nil || ms < 3000 || ms > 5000 {
+		t.Fatalf("shaped body %q", body)
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != strconv.Itoa((ms+999)/1000) {
+		t.Fatalf("Retry-After %q for %dms", ra, ms)
+	}
+	if up.total.Load() != 0 {
+		t.Fatal("a shed request reached the upstream")
+	}
+}
