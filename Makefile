@@ -19,3 +19,5 @@ bench:
 fuzz:
 	go test -run '^$$' -fuzz FuzzClassify -fuzztime 60s ./matrix
 	go test -run '^$$' -fuzz FuzzAccessToken -fuzztime 30s ./matrix
+	go test -run '^$$' -fuzz FuzzUnmarshalCaddyfile -fuzztime 30s ./caddymodule
+	go test -run '^$$' -fuzz FuzzFileToggles -fuzztime 30s ./limiter
