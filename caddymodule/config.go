@@ -61,6 +61,7 @@ type HerdConfig struct {
 // A global queue_timeout applies to every class that does not set its own.
 func (h *Handler) gateConfig() (gate.Config, error) {
 	cfg := gate.DefaultConfig()
+	cfg.UpstreamAddr = h.HealthDial
 	if h.MaxInflight != nil {
 		cfg.MaxInflight = *h.MaxInflight
 	}

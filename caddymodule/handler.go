@@ -99,7 +99,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.zone == "" {
 		h.zone = "default"
 	}
-	opts := gate.Options{Logger: ctx.Slogger(), Metrics: sharedMetrics, ClientIP: caddyClientIP, UpstreamAddr: h.HealthDial,
+	opts := gate.Options{Logger: ctx.Slogger(), Metrics: sharedMetrics, ClientIP: caddyClientIP,
 		Toggles: h.toggleStore(ctx.Slogger())}
 	g, err := loadGate(h, cfg, h.zoneSettings(), opts)
 	if err != nil {

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
@@ -90,17 +91,19 @@ func releaseGate(h *Handler, g *gate.Gate) error {
 		}
 	}
 	zc.mu.Unlock()
+	var cfgErr error
 	if newest.seq != 0 && gone.seq > newest.seq {
-		if err := g.Configure(newest.gate); err != nil {
-			return err
+		// Even if the older config no longer applies, the reference is
+		// released below so that the gate is stopped with its last user.
+		if cfgErr = g.Configure(newest.gate); cfgErr == nil {
+			setZoneSettings(h.zone, newest.settings)
 		}
-		setZoneSettings(h.zone, newest.settings)
 	}
 	deleted, err := gates.Delete(h.zone)
 	if deleted {
 		forgetZoneSettings(h.zone)
 	}
-	return err
+	return errors.Join(cfgErr, err)
 }
 
 // zoneGates calls f for each live gate, by zone name.

@@ -12,6 +12,11 @@ import (
 // concrete (defaults already applied), so the pipeline never has to ask
 // "was this set?".
 type Config struct {
+	// UpstreamAddr is the homeserver's TCP address (host:port), which
+	// ride-through dials to learn that a down upstream is back; "" lets a
+	// queued request through as a canary instead (ridethrough.go). Part of
+	// the config, not of the gate's options, so that a reload can change it.
+	UpstreamAddr string
 	// MaxInflight caps requests at the upstream over all classes except those
 	// with their own budget (long-poll sync); 0 means no global cap.
 	MaxInflight int

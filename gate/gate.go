@@ -35,10 +35,6 @@ type Options struct {
 	Toggles limiter.ToggleStore
 	// Now is the clock; nil uses time.Now.
 	Now func() time.Time
-	// UpstreamAddr is a TCP address (host:port) that ride-through dials to
-	// learn that a down upstream is back; "" lets a queued request through
-	// as a canary instead (ridethrough.go).
-	UpstreamAddr string
 }
 
 // Gate is the admission pipeline. Build it with New; it is safe for
@@ -112,7 +108,7 @@ func New(cfg Config, opts Options) (*Gate, error) {
 	g.sharer = newStateSharer()
 	g.detector.Store(newDetector(cfg.Herd))
 	g.cfg.Store(&cfg)
-	g.ride.addr, g.ride.wake, g.ride.done = opts.UpstreamAddr, make(chan struct{}, 1), make(chan struct{})
+	g.ride.wake, g.ride.done = make(chan struct{}, 1), make(chan struct{})
 	g.configureResilience(&cfg) // adaptive.go
 	if err := g.applyStartupSheds(&cfg); err != nil {
 		return nil, err

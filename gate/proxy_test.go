@@ -28,7 +28,8 @@ func TestProxyRidesThroughRestart(t *testing.T) {
 	cfg.RideThrough.Enabled = true
 	cfg.RideThrough.ProbeInterval = 50 * time.Millisecond
 	cfg.RideThrough.SlowStart = 0
-	g, err := New(cfg, Options{UpstreamAddr: addr})
+	cfg.UpstreamAddr = addr
+	g, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -86,11 +87,12 @@ type rideThrough struct {
 	failures  atomic.Int32 // consecutive "upstream down" failures
 	ramping   atomic.Bool
 	slowStart atomic.Pointer[limiter.SlowStart]
-	slowWin   time.Duration // window of slowStart; written by configure only
-	interval  atomic.Int64  // ProbeInterval
-	addr      string        // TCP address probed; "" = canary requests
-	wake      chan struct{} // cap 1: tells the supervisor the state changed
-	done      chan struct{} // closed when the supervisor returns
+	slowWin   time.Duration          // window of slowStart; written by configure only
+	interval  atomic.Int64           // ProbeInterval
+	addr      atomic.Pointer[string] // TCP address probed; "" = canary requests
+	mu        sync.Mutex             // orders down/up transitions with the hold they imply
+	wake      chan struct{}          // cap 1: tells the supervisor the state changed
+	done      chan struct{}          // closed when the supervisor returns
 }
 
 // configureRideThrough applies cfg; turning ride-through off releases a hold.
@@ -106,8 +108,13 @@ func (g *Gate) configureRideThrough(cfg *Config) {
 		rt.slowStart.Store(limiter.NewSlowStart(win, 0))
 	}
 	rt.interval.Store(int64(c.ProbeInterval))
+	addr := cfg.UpstreamAddr
+	rt.addr.Store(&addr)
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
 	rt.enabled.Store(c.Enabled)
-	if !c.Enabled && rt.down.CompareAndSwap(true, false) {
+	if !c.Enabled && rt.down.Load() {
+		rt.down.Store(false)
 		g.adm.SetHeld(false)
 	}
 }
@@ -196,7 +203,11 @@ func (g *Gate) afterAttempt(rs *rideState, cfg *Config, class matrix.Class, r *h
 		return false, nil // answered (the client has it) or not the upstream's fault
 	}
 	if rs == nil {
-		return false, g.rejectUnavailable(cfg, class)
+		if refused {
+			// Nothing reached the upstream: the client may safely retry.
+			return false, g.rejectUnavailable(cfg, class)
+		}
+		return false, nil // it may have been sent: the upstream's error stands
 	}
 	if !now.Before(rs.deadline) {
 		return false, g.reject(cfg, class, OutcomeTimeout, "upstream unavailable", false, 0)
@@ -227,8 +238,10 @@ func (g *Gate) rejectUnavailable(cfg *Config, class matrix.Class) error {
 }
 
 // downEvidence tells whether a request's result says the upstream is down
-// (restarting): no answer and a 502/503/504 error or a refused connection,
-// or an answered 502/503 (a proxy in front of it saying so).
+// (restarting): a refused connection or failed dial (refused: nothing was
+// sent), no answer and a 502/503 error, or an answered 502/503 (a proxy in
+// front of it saying so). A 504 is not: a slow upstream is overloaded, not
+// away, and retrying its most expensive requests would feed the overload.
 func downEvidence(written int, err error) (evidence, refused bool) {
 	if written != 0 {
 		return written == http.StatusBadGateway || written == http.StatusServiceUnavailable, false
@@ -240,7 +253,7 @@ func downEvidence(written int, err error) (evidence, refused bool) {
 		return true, true
 	}
 	switch statusOf(err) {
-	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+	case http.StatusBadGateway, http.StatusServiceUnavailable:
 		return true, false
 	}
 	return false, false
@@ -248,21 +261,27 @@ func downEvidence(written int, err error) (evidence, refused bool) {
 
 // markDown holds admission: requests wait in their queues for the upstream.
 func (g *Gate) markDown(now time.Time) {
-	if !g.ride.down.CompareAndSwap(false, true) {
+	g.ride.mu.Lock()
+	defer g.ride.mu.Unlock()
+	if g.ride.down.Load() || !g.ride.enabled.Load() {
 		return
 	}
+	g.ride.down.Store(true)
 	g.ride.downSince.Store(now.UnixNano())
 	g.adm.SetHeld(true)
 	g.wakeSupervisor()
-	g.log.Warn("upstream down: holding requests until it answers", "probe", g.ride.addr)
+	g.log.Warn("upstream down: holding requests until it answers", "probe", *g.ride.addr.Load())
 }
 
 // markUp ends a hold: slow start begins, and the ramped caps are in force
 // before the hold is released so that the backlog does not rush in.
 func (g *Gate) markUp(now time.Time) {
-	if !g.ride.down.CompareAndSwap(true, false) {
+	g.ride.mu.Lock()
+	defer g.ride.mu.Unlock()
+	if !g.ride.down.Load() {
 		return
 	}
+	g.ride.down.Store(false)
 	g.ride.failures.Store(0)
 	g.ride.slowStart.Load().Begin(now)
 	g.ride.ramping.Store(true)
@@ -292,9 +311,11 @@ func (g *Gate) superviseUpstream() {
 			wait = time.Duration(g.ride.interval.Load())
 		case g.ride.ramping.Load():
 			now := g.now()
+			g.ride.mu.Lock() // a markUp between the check and the store would lose its ramp
 			if !g.ride.slowStart.Load().Ramping(now) {
 				g.ride.ramping.Store(false)
 			}
+			g.ride.mu.Unlock()
 			g.pushDynamicCaps(now)
 			wait = rampTick
 		}
@@ -333,13 +354,14 @@ func (g *Gate) sleep(d time.Duration) (ticked, open bool) {
 // without one, one queued request let through (its answer, seen by
 // afterAttempt, ends the hold).
 func (g *Gate) probeUpstream() {
-	if g.ride.addr == "" {
+	addr := *g.ride.addr.Load()
+	if addr == "" {
 		g.adm.PassOne()
 		return
 	}
 	// The dial is bounded, so Close waits at most that long for it.
 	d := net.Dialer{Timeout: min(probeDialTimeout, time.Duration(g.ride.interval.Load()))}
-	conn, err := d.Dial("tcp", g.ride.addr)
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		return
 	}

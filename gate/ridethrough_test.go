@@ -220,7 +220,8 @@ func TestRideThroughDialProbeThenSlowStart(t *testing.T) {
 	cfg := rideThroughConfig()
 	cfg.RideThrough.SlowStart = time.Second
 	cfg.Classes[matrix.History].MaxInflight = 20
-	g, err := New(cfg, Options{UpstreamAddr: addr})
+	cfg.UpstreamAddr = addr
+	g, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +301,7 @@ func TestDownEvidence(t *testing.T) {
 		{"refused", 0, errRefused, true, true},
 		{"bare refused", 0, syscall.ECONNREFUSED, true, true},
 		{"502 error", 0, statusError{502, errors.New("EOF")}, true, false},
-		{"504 error", 0, statusError{504, errors.New("timeout")}, true, false},
+		{"504 error: overloaded, not away", 0, statusError{504, errors.New("timeout")}, false, false},
 		{"answered 503", 503, nil, true, false},
 		{"answered 500", 500, nil, false, false},
 		{"answered 200", 200, nil, false, false},
@@ -312,6 +313,33 @@ func TestDownEvidence(t *testing.T) {
 		if ev != tc.evidence || ref != tc.refused {
 			t.Errorf("%s: evidence %v refused %v, want %v %v", tc.name, ev, ref, tc.evidence, tc.refused)
 		}
+	}
+}
+
+// A request that cannot be retried is turned into a "retry shortly" 429
+// only when nothing reached the upstream; a 502 that may have been sent (or
+// a 504) stands, so that clients do not repeat a non-idempotent request.
+func TestNonRetryableFailureBecomes429OnlyIfNothingWasSent(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.RideThrough = DefaultRideThrough()
+	cfg.RideThrough.Enabled = true
+	g := newTestGate(t, cfg)
+	post := httptest.NewRequest("POST", "/_matrix/client/v3/createRoom", nil)
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool // a 429 replaces the error
+	}{
+		{"refused", errRefused, true},
+		{"502 after sending", statusError{502, errors.New("EOF")}, false},
+		{"504", statusError{504, errors.New("timeout")}, false},
+	} {
+		retry, err := g.afterAttempt(nil, &cfg, matrix.Send, post, 0, tc.err, time.Now())
+		var rej *Rejection
+		if retry || errors.As(err, &rej) != tc.want {
+			t.Errorf("%s: retry %v, error %v", tc.name, retry, err)
+		}
+		g.markUp(time.Now())
 	}
 }
 
@@ -334,5 +362,25 @@ func TestBufferBody(t *testing.T) {
 	}
 	if got, _ := io.ReadAll(r.Body); string(got) != "small" {
 		t.Fatalf("body after buffering %q", got)
+	}
+}
+
+// Down/up transitions racing with each other never leave admission held
+// while the upstream counts as up (nothing could then release it).
+func TestDownUpRaceNeverStrandsTheHold(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.RideThrough = DefaultRideThrough()
+	cfg.RideThrough.Enabled = true
+	g := newTestGate(t, cfg)
+	for i := 0; i < 2000; i++ {
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); g.markDown(time.Now()) }()
+		go func() { defer wg.Done(); g.markUp(time.Now()) }()
+		wg.Wait()
+		if g.ride.down.Load() != g.adm.Held() {
+			t.Fatalf("round %d: down=%v but held=%v", i, g.ride.down.Load(), g.adm.Held())
+		}
+		g.markUp(time.Now())
 	}
 }

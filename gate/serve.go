@@ -137,6 +137,9 @@ func (g *Gate) admitAndServe(waitCtx context.Context, w http.ResponseWriter, r *
 			inflight = g.adm.Inflight(int(class))
 		}
 		sw := &statusWriter{ResponseWriter: w}
+		if grad != nil {
+			sw.clock = g.now // the sample is time to first byte (statuswriter.go)
+		}
 		err = g.serveAdmitted(m, class, sw, r, next)
 		end := g.now()
 		m.upstreamDuration.Observe(end.Sub(began).Seconds())
@@ -146,9 +149,18 @@ func (g *Gate) admitAndServe(waitCtx context.Context, w http.ResponseWriter, r *
 		}
 		m.responses[codeClass(status)].Inc()
 		g.upstream.record(sw.status != 0, status, end)
-		g.recordErrorShed(sw.status != 0, status, end) // errorshed.go
+		// A restart's refused connections and 502/503s are ride-through's
+		// to handle: counted as failures, they would shed the very
+		// requests ride-through holds for the upstream's return.
+		if down, _ := downEvidence(sw.status, err); !down || !g.ride.enabled.Load() {
+			g.recordErrorShed(sw.status != 0, status, end) // errorshed.go
+		}
 		if grad != nil && err == nil && sw.status < 500 && waitCtx.Err() == nil {
-			g.sampleAdaptive(grad, cfg, class, end.Sub(began), inflight, end)
+			rtt := end.Sub(began)
+			if !sw.headerAt.IsZero() {
+				rtt = sw.headerAt.Sub(began)
+			}
+			g.sampleAdaptive(grad, cfg, class, rtt, inflight, end)
 		}
 		retry, rerr := g.afterAttempt(ride, cfg, class, r, sw.status, err, end)
 		if retry {

@@ -1,19 +1,28 @@
 package gate
 
-import "net/http"
+import (
+	"net/http"
+	"time"
+)
 
-// statusWriter records the status code the upstream answered with. It keeps
-// the wrapped writer reachable through Unwrap, so http.ResponseController
-// (which Caddy's reverse proxy uses to flush streaming answers) still works.
+// statusWriter records the status code the upstream answered with and,
+// given a clock, when the answer began: the adaptive limit samples the
+// upstream's time to first byte, not how long a slow client took to read a
+// large body. It keeps the wrapped writer reachable through Unwrap, so
+// http.ResponseController (which Caddy's reverse proxy uses to flush
+// streaming answers) still works.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status   int
+	clock    func() time.Time // nil: headerAt is not recorded
+	headerAt time.Time
 }
 
 func (s *statusWriter) WriteHeader(code int) {
 	if s.status == 0 || s.status < 200 {
 		s.status = code
 	}
+	s.markHeader()
 	s.ResponseWriter.WriteHeader(code)
 }
 
@@ -21,7 +30,14 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
+	s.markHeader()
 	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) markHeader() {
+	if s.clock != nil && s.headerAt.IsZero() {
+		s.headerAt = s.clock()
+	}
 }
 
 // Flush passes flushes through for long-poll and streamed answers.

@@ -3,6 +3,7 @@ package limiter
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 )
@@ -128,8 +129,8 @@ func (c GradientConfig) withDefaults() GradientConfig {
 //     class queue rather than refuse them, so the dip costs a little latency,
 //     not errors.
 //
-// The baseline is then that probe window's mean RTT, whether higher or lower
-// than before. A Gradient starts in a probe, so the first baseline is
+// The baseline is then that probe window's median RTT, whether higher or
+// lower than before. A Gradient starts in a probe, so the first baseline is
 // measured at ProbeFraction of the initial limit.
 //
 // A Gradient is safe for concurrent use.
@@ -149,6 +150,7 @@ type Gradient struct {
 	peak        int // highest in-flight seen at a sample's start
 
 	probing       bool
+	probeRTTs     []float64 // the probe window's samples, at most maxProbeSamples
 	probeLimit    int
 	probeDeadline time.Time // zero until the probe's first sample
 	nextProbe     time.Time // zero until the first probe ends
@@ -266,17 +268,27 @@ func (g *Gradient) probeSample(ns float64, inflight int, now time.Time) {
 	if inflight <= g.probeLimit {
 		g.sum += ns
 		g.count++
+		if len(g.probeRTTs) < maxProbeSamples {
+			g.probeRTTs = append(g.probeRTTs, ns)
+		}
 	}
 	if g.count >= max(g.cfg.SamplesPerUpdate, g.probeLimit) || !now.Before(g.probeDeadline) {
 		g.endProbe(now)
 	}
 }
 
-// endProbe adopts the probe window's RTT as the baseline (if it has any
-// sample) and schedules the next probe.
+// maxProbeSamples bounds the samples a probe keeps for its median.
+const maxProbeSamples = 256
+
+// endProbe adopts the probe window's median RTT as the baseline (if it has
+// any sample) and schedules the next probe. The median, not the mean: one
+// sample inflated by a GC pause or a descheduled thread would otherwise
+// raise the baseline, and with it the limit, until the next probe.
 func (g *Gradient) endProbe(now time.Time) {
-	if g.count > 0 {
-		g.baseline = g.sum / float64(g.count)
+	if n := len(g.probeRTTs); n > 0 {
+		slices.Sort(g.probeRTTs)
+		g.baseline = g.probeRTTs[n/2]
+		g.probeRTTs = g.probeRTTs[:0]
 	}
 	g.probing = false
 	g.resetWindow(now)

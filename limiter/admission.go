@@ -133,6 +133,13 @@ func (a *Admission) SetPaused(class int, paused bool) {
 	a.dispatchLocked()
 }
 
+// Held reports whether admission is held (SetHeld).
+func (a *Admission) Held() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.held
+}
+
 // SetHeld holds (or releases) every class at once: while held nothing is
 // admitted and waiters keep waiting within their deadlines, as with
 // SetPaused. It is the gate's ride-through hold while the upstream is down,

@@ -68,7 +68,8 @@ func (p *InProcess) Start(upstream string) (string, error) {
 	if p.Config != nil {
 		cfg = *p.Config
 	}
-	g, err := gate.New(scaleGateConfig(cfg, p.Scale), gate.Options{UpstreamAddr: target.Host})
+	cfg.UpstreamAddr = target.Host
+	g, err := gate.New(scaleGateConfig(cfg, p.Scale), gate.Options{})
 	if err != nil {
 		return "", fmt.Errorf("mxgate-inprocess: %w", err)
 	}
