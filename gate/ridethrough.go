@@ -81,18 +81,21 @@ var ErrUpstreamUnreachable = errors.New("upstream unreachable")
 // rideThrough is the gate's view of upstream liveness. Its zero value (with
 // channels made by New) is "up".
 type rideThrough struct {
-	enabled   atomic.Bool
-	down      atomic.Bool
-	downSince atomic.Int64 // UnixNano
-	failures  atomic.Int32 // consecutive "upstream down" failures
-	ramping   atomic.Bool
-	slowStart atomic.Pointer[limiter.SlowStart]
-	slowWin   time.Duration          // window of slowStart; written by configure only
-	interval  atomic.Int64           // ProbeInterval
-	addr      atomic.Pointer[string] // TCP address probed; "" = canary requests
-	mu        sync.Mutex             // orders down/up transitions with the hold they imply
-	wake      chan struct{}          // cap 1: tells the supervisor the state changed
-	done      chan struct{}          // closed when the supervisor returns
+	enabled atomic.Bool
+	down    atomic.Bool
+	// downByAnswer: the upstream was marked down on answered 502/503s
+	// (probe with a canary request, not a dial).
+	downByAnswer atomic.Bool
+	downSince    atomic.Int64 // UnixNano
+	failures     atomic.Int32 // consecutive "upstream down" failures
+	ramping      atomic.Bool
+	slowStart    atomic.Pointer[limiter.SlowStart]
+	slowWin      time.Duration          // window of slowStart; written by configure only
+	interval     atomic.Int64           // ProbeInterval
+	addr         atomic.Pointer[string] // TCP address probed; "" = canary requests
+	mu           sync.Mutex             // orders down/up transitions with the hold they imply
+	wake         chan struct{}          // cap 1: tells the supervisor the state changed
+	done         chan struct{}          // closed when the supervisor returns
 }
 
 // configureRideThrough applies cfg; turning ride-through off releases a hold.
@@ -191,7 +194,7 @@ func (g *Gate) afterAttempt(rs *rideState, cfg *Config, class matrix.Class, r *h
 	switch {
 	case evidence:
 		if n := g.ride.failures.Add(1); refused || int(n) >= cfg.RideThrough.Failures {
-			g.markDown(now)
+			g.markDown(now, !refused)
 		}
 	case written != 0 && written != StatusClientClosed:
 		if g.ride.failures.Load() != 0 { // no shared write on the hot path
@@ -260,13 +263,18 @@ func downEvidence(written int, err error) (evidence, refused bool) {
 }
 
 // markDown holds admission: requests wait in their queues for the upstream.
-func (g *Gate) markDown(now time.Time) {
+// answered says the evidence was 502/503 answers rather than refused
+// connections: something in front of the homeserver is up and answering
+// for it, so only a real request (a canary), not a TCP dial, can tell that
+// the homeserver is back.
+func (g *Gate) markDown(now time.Time, answered bool) {
 	g.ride.mu.Lock()
 	defer g.ride.mu.Unlock()
 	if g.ride.down.Load() || !g.ride.enabled.Load() {
 		return
 	}
 	g.ride.down.Store(true)
+	g.ride.downByAnswer.Store(answered)
 	g.ride.downSince.Store(now.UnixNano())
 	g.adm.SetHeld(true)
 	g.wakeSupervisor()
@@ -351,11 +359,12 @@ func (g *Gate) sleep(d time.Duration) (ticked, open bool) {
 }
 
 // probeUpstream checks a down upstream once: a TCP dial to its address, or
-// without one, one queued request let through (its answer, seen by
-// afterAttempt, ends the hold).
+// — without one, or when answers rather than refused connections marked it
+// down — one queued request let through (its answer, seen by afterAttempt,
+// ends the hold).
 func (g *Gate) probeUpstream() {
 	addr := *g.ride.addr.Load()
-	if addr == "" {
+	if addr == "" || g.ride.downByAnswer.Load() {
 		g.adm.PassOne()
 		return
 	}

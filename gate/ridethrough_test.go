@@ -375,12 +375,49 @@ func TestDownUpRaceNeverStrandsTheHold(t *testing.T) {
 	for i := 0; i < 2000; i++ {
 		var wg sync.WaitGroup
 		wg.Add(2)
-		go func() { defer wg.Done(); g.markDown(time.Now()) }()
+		go func() { defer wg.Done(); g.markDown(time.Now(), false) }()
 		go func() { defer wg.Done(); g.markUp(time.Now()) }()
 		wg.Wait()
 		if g.ride.down.Load() != g.adm.Held() {
 			t.Fatalf("round %d: down=%v but held=%v", i, g.ride.down.Load(), g.adm.Held())
 		}
 		g.markUp(time.Now())
+	}
+}
+
+// When 502/503 answers marked the upstream down, something in front of it
+// accepts connections: a TCP dial would declare it back at once and the
+// gate would flap. Only a canary request can end that hold.
+func TestAnsweredDownIsNotEndedByADial(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	cfg := DefaultConfig()
+	cfg.RideThrough = DefaultRideThrough()
+	cfg.RideThrough.Enabled = true
+	cfg.UpstreamAddr = l.Addr().String()
+	g := newTestGate(t, cfg)
+
+	g.markDown(time.Now(), true)
+	g.probeUpstream()
+	if !g.ride.down.Load() {
+		t.Fatal("a dial ended a hold caused by 502/503 answers")
+	}
+	g.markUp(time.Now())
+	g.markDown(time.Now(), false)
+	g.probeUpstream()
+	if g.ride.down.Load() {
+		t.Fatal("a dial did not end a hold caused by refused connections")
 	}
 }
