@@ -20,9 +20,6 @@ type Key struct {
 	shared bool
 }
 
-// Shared reports whether the key spans all tokens (see KeyOf).
-func (k Key) Shared() bool { return k.shared }
-
 // keyedHeaders are the request headers that can change what a homeserver (or
 // a proxy in front of it) answers to the same method, path and query. Two
 // requests that differ in any of them never share a response. Cookie is here
