@@ -77,10 +77,10 @@ func (g *Gate) configureErrorShed(cfg *Config) {
 // not answered at all. A client that left is nobody's failure.
 func (g *Gate) recordErrorShed(answered bool, status int, now time.Time) {
 	st := g.errShed.state.Load()
-	if st == nil || (!answered && status == StatusClientClosed) {
+	counted, failed := upstreamOutcome(answered, status)
+	if st == nil || !counted {
 		return
 	}
-	failed := !answered || status >= 500
 	st.rate.Record(failed, now)
 	if failed && !g.errShed.tripped.Load() {
 		g.evaluateErrorShed(now) // trip at once; resetting waits for housekeeping

@@ -30,15 +30,26 @@ func (u *upstreamHealth) errorRate() *limiter.ErrorRate {
 // wrote a response (of status); a request that got none failed to connect
 // or read. A client that left is nobody's failure and is not counted.
 func (u *upstreamHealth) record(answered bool, status int, now time.Time) {
-	if !answered && status == StatusClientClosed {
+	counted, failed := upstreamOutcome(answered, status)
+	if !counted {
 		return
 	}
-	u.errorRate().Record(!answered || status >= 500, now)
+	u.errorRate().Record(failed, now)
 	if answered {
 		u.lastAnswer.Store(now.UnixNano())
 	} else {
 		u.lastFailure.Store(now.UnixNano())
 	}
+}
+
+// upstreamOutcome is how the upstream error windows (health, 5xx shedding)
+// see one passed-on request: a client that left is nobody's failure and is
+// not counted; a 5xx, or no answer at all, is a failure.
+func upstreamOutcome(answered bool, status int) (counted, failed bool) {
+	if !answered && status == StatusClientClosed {
+		return false, false
+	}
+	return true, !answered || status >= 500
 }
 
 // UpstreamHealth is what the gate observed of its upstream.
