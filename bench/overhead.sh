@@ -1,28 +1,39 @@
 #!/bin/bash
 # overhead.sh measures what mxgate costs on the hot path: wrk against a
-# trivial upstream through plain Caddy reverse_proxy and through Caddy with
-# the mxgate directive, both the same mxgate binary, one after the other in
-# one run. It prints requests/s and latency percentiles and their ratio.
+# trivial upstream through plain Caddy reverse_proxy (A) and through Caddy
+# with the mxgate directive at its defaults (B), the same mxgate binary, side
+# by side in one run. It prints, per endpoint, the median over PAIRS of the
+# B/A throughput ratio and of the added median latency, with their spread.
 #
-#   bench/overhead.sh                      # 3 rounds of 10 s per side, 32 connections
-#   ROUNDS=5 DURATION=30s CONNECTIONS=64 bench/overhead.sh
+#   bench/overhead.sh                      # 9 pairs of 5 s per side, 32 connections
+#   PAIRS=15 DURATION=10s CONNECTIONS=64 bench/overhead.sh
 #   MXGATE_BIN=/path/to/mxgate bench/overhead.sh
 #
-# The requested path is an incremental /sync (class sync: its own budget of
-# 4096, no rate limit), so the gateway's caps never engage: only its
-# per-request cost is measured. The two sides alternate for ROUNDS rounds and
-# each figure is the median over rounds, so that drift on a shared machine
-# hits both alike. Needs wrk (bench/install-peers.sh).
+# Endpoints:
+#   profile   GET /_matrix/client/v3/profile/@u:x — class other, not coalesced;
+#   messages  GET /rooms/{id}/messages — class history, coalesced, with the
+#             upstream answering Cache-Control: no-cache, no-store,
+#             must-revalidate as Synapse does, so every request is proxied.
+# Neither class's caps engage at 32 connections, so only mxgate's
+# per-request cost is measured.
+#
+# A pair is one run of each side, back to back; pairs alternate which side
+# goes first (ABBA...), so that drift on a shared machine hits both alike,
+# and each pair gives one ratio. Needs wrk (bench/install-peers.sh).
 set -euo pipefail
 
-DURATION=${DURATION:-10s}
-ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+PAIRS=${PAIRS:-9}
 CONNECTIONS=${CONNECTIONS:-32}
 PORT_BASE=${PORT_BASE:-18480}
 UPSTREAM=127.0.0.1:$PORT_BASE
 PLAIN=127.0.0.1:$((PORT_BASE + 1))
 GATED=127.0.0.1:$((PORT_BASE + 2))
-REQ_PATH='/_matrix/client/v3/sync?since=s1&timeout=0'
+declare -A PATHS=(
+	[profile]='/_matrix/client/v3/profile/@u:x'
+	[messages]='/_matrix/client/v3/rooms/%21abc%3Aexample.org/messages?dir=b&limit=20'
+)
+ENDPOINTS=${ENDPOINTS:-profile messages}
 
 if ! command -v wrk >/dev/null 2>&1; then
 	echo "wrk is not installed: run bench/install-peers.sh" >&2
@@ -77,26 +88,24 @@ wait_port() {
 	exit 1
 }
 
+# Each server gets its own data directory (mxgate's toggle state file).
 "$tmp/simhs" -trivial -listen "$UPSTREAM" 2>"$tmp/upstream.log" &
 pids+=($!)
-"$bin" run --config "$tmp/plain.Caddyfile" --adapter caddyfile >"$tmp/plain.log" 2>&1 &
+declare -A server_pid
+XDG_DATA_HOME=$tmp/plain.data "$bin" run --config "$tmp/plain.Caddyfile" --adapter caddyfile >"$tmp/plain.log" 2>&1 &
+server_pid[plain]=$!
 pids+=($!)
-"$bin" run --config "$tmp/gated.Caddyfile" --adapter caddyfile >"$tmp/gated.log" 2>&1 &
+XDG_DATA_HOME=$tmp/gated.data "$bin" run --config "$tmp/gated.Caddyfile" --adapter caddyfile >"$tmp/gated.log" 2>&1 &
+server_pid[gated]=$!
 pids+=($!)
 wait_port "$UPSTREAM"
 wait_port "$PLAIN"
 wait_port "$GATED"
 
-wrk -t1 -c"$CONNECTIONS" -d2s "http://$PLAIN$REQ_PATH" >/dev/null # warm-up
-wrk -t1 -c"$CONNECTIONS" -d2s "http://$GATED$REQ_PATH" >/dev/null
-for round in $(seq 1 "$ROUNDS"); do
-	wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://$PLAIN$REQ_PATH" >"$tmp/plain.$round.txt"
-	wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://$GATED$REQ_PATH" >"$tmp/gated.$round.txt"
-done
-
-# value FILE KEY: requests/s, or a latency percentile (50%, 99%) in µs.
+# value FILE KEY: requests/s (rps), the server's CPU time per request in µs
+# (cpu), or a latency percentile (50%, 99%) in µs.
 value() {
-	awk -v key="$2" '
+	awk -v key="$2" -v ticks="$(getconf CLK_TCK)" '
 	function us(v) {
 		if (v ~ /us$/) return v + 0
 		if (v ~ /ms$/) return v * 1000
@@ -104,26 +113,84 @@ value() {
 		return v
 	}
 	key == "rps" && $1 == "Requests/sec:" { print $2 }
+	$2 == "requests" && $3 == "in" { requests = $1 }
+	key == "cpu" && $1 == "cputicks:" { print $2 * 1000000 / ticks / requests }
 	key != "rps" && $1 == key && NF == 2 { print us($2) }
 	' "$1"
 }
 
-# extract SIDE KEY: the median of value over the rounds.
-extract() {
-	for round in $(seq 1 "$ROUNDS"); do
-		value "$tmp/$1.$round.txt" "$2"
-	done | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+# stats: "median min max" of the numbers on stdin.
+stats() {
+	sort -g | awk '{ v[NR] = $1 } END {
+		m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		print m, v[1], v[NR]
+	}'
 }
 
-echo "wrk -t1 -c$CONNECTIONS -d$DURATION, GET $REQ_PATH against a trivial upstream; median of $ROUNDS alternating rounds"
+# cputicks PID: user+system CPU time the process has used, in clock ticks.
+cputicks() {
+	awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# Every request carries its own access token, as many users' requests do:
+# requests of one token may share an in-flight answer, and this measures
+# requests that are proxied, not coalesced.
+cat >"$tmp/tokens.lua" <<'LUA'
+local n = 0
+request = function()
+	n = n + 1
+	return wrk.format(nil, nil, { ["Authorization"] = "Bearer syt_overhead_" .. n })
+end
+LUA
+
+run() { # side address endpoint pair
+	local pid=${server_pid[$1]} before
+	before=$(cputicks "$pid")
+	wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$tmp/tokens.lua" "http://$2${PATHS[$3]}" >"$tmp/$3.$1.$4.txt"
+	echo "cputicks: $(($(cputicks "$pid") - before))" >>"$tmp/$3.$1.$4.txt"
+	if grep -q "Non-2xx" "$tmp/$3.$1.$4.txt"; then
+		echo "$1 answered non-2xx on $3:" >&2
+		cat "$tmp/$3.$1.$4.txt" >&2
+		exit 1
+	fi
+}
+
+echo "wrk -t1 -c$CONNECTIONS -d$DURATION against a trivial upstream, $PAIRS alternating pairs per endpoint;"
+echo "plain = Caddy reverse_proxy, mxgate = the same Caddy binary with \`mxgate\` (defaults) before it."
+echo "Machine: $(nproc) cores; load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
 echo
-echo "| | plain Caddy | Caddy + mxgate | mxgate vs plain |"
-echo "|---|---:|---:|---:|"
-p=$(extract plain rps)
-g=$(extract gated rps)
-awk -v p="$p" -v g="$g" 'BEGIN { printf "| requests/s | %.0f | %.0f | %.3f× |\n", p, g, g / p }'
-for q in 50% 75% 90% 99%; do
-	p=$(extract plain "$q")
-	g=$(extract gated "$q")
-	awk -v q="$q" -v p="$p" -v g="$g" 'BEGIN { printf "| latency p%s | %.0f µs | %.0f µs | %+.0f µs |\n", substr(q, 1, length(q) - 1), p, g, g - p }'
+echo "| endpoint (class) | plain req/s | mxgate req/s | throughput ratio: median (min–max) | p50 plain | p50 added: median (min–max) | p99 plain | p99 mxgate | server CPU/request plain | mxgate | CPU ratio: median (min–max) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+for ep in $ENDPOINTS; do
+	wrk -t1 -c"$CONNECTIONS" -d2s -s "$tmp/tokens.lua" "http://$PLAIN${PATHS[$ep]}" >/dev/null # warm-up
+	wrk -t1 -c"$CONNECTIONS" -d2s -s "$tmp/tokens.lua" "http://$GATED${PATHS[$ep]}" >/dev/null
+	for pair in $(seq 1 "$PAIRS"); do
+		if [ $((pair % 2)) -eq 1 ]; then
+			run plain "$PLAIN" "$ep" "$pair"
+			run gated "$GATED" "$ep" "$pair"
+		else
+			run gated "$GATED" "$ep" "$pair"
+			run plain "$PLAIN" "$ep" "$pair"
+		fi
+	done
+	per_pair() { # key, expression over p (plain) and g (gated)
+		for pair in $(seq 1 "$PAIRS"); do
+			awk -v p="$(value "$tmp/$ep.plain.$pair.txt" "$1")" -v g="$(value "$tmp/$ep.gated.$pair.txt" "$1")" "BEGIN { print $2 }"
+		done | stats
+	}
+	side() { # side key
+		for pair in $(seq 1 "$PAIRS"); do value "$tmp/$ep.$1.$pair.txt" "$2"; done | stats | cut -d' ' -f1
+	}
+	class=other
+	[ "$ep" = messages ] && class=history
+	read -r rm rlo rhi < <(per_pair rps 'g / p')
+	read -r lm llo lhi < <(per_pair 50% 'g - p')
+	read -r cm clo chi < <(per_pair cpu 'g / p')
+	awk -v ep="$ep ($class)" -v pr="$(side plain rps)" -v gr="$(side gated rps)" \
+		-v rm="$rm" -v rlo="$rlo" -v rhi="$rhi" -v pl="$(side plain 50%)" \
+		-v lm="$lm" -v llo="$llo" -v lhi="$lhi" -v p99="$(side plain 99%)" -v g99="$(side gated 99%)" \
+		-v pc="$(side plain cpu)" -v gc="$(side gated cpu)" -v cm="$cm" -v clo="$clo" -v chi="$chi" \
+		'BEGIN { printf "| %s | %.0f | %.0f | %.3f× (%.3f–%.3f) | %.0f µs | %+.0f µs (%+.0f to %+.0f) | %.0f µs | %.0f µs | %.1f µs | %.1f µs | %.3f× (%.3f–%.3f) |\n", ep, pr, gr, rm, rlo, rhi, pl, lm, llo, lhi, p99, g99, pc, gc, cm, clo, chi }'
 done
+echo
+echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -30,6 +29,7 @@ func init() {
 //	DELETE /mxgate/shed/*?priority=P   end a brownout
 //	DELETE /mxgate/shed/all            end every toggle
 //	GET    /_mxgate/health             upstream reachability and 5xx ratio
+//	GET    /mxgate/ui                  the operator console (console.go)
 //
 // Every route takes an optional ?zone= (the shed body a "zone" field);
 // without one it applies to every zone. Errors are JSON {"error": "..."}.
@@ -52,6 +52,8 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/mxgate/shed", Handler: caddy.AdminHandlerFunc(a.handleShed)},
 		{Pattern: "/mxgate/shed/", Handler: caddy.AdminHandlerFunc(a.handleRestore)},
 		{Pattern: "/_mxgate/health", Handler: caddy.AdminHandlerFunc(a.handleHealth)},
+		{Pattern: consolePrefix, Handler: caddy.AdminHandlerFunc(a.handleConsole)},
+		{Pattern: consolePrefix + "/", Handler: caddy.AdminHandlerFunc(a.handleConsole)},
 	}
 }
 
@@ -108,10 +110,6 @@ type ShedRequest struct {
 	Zone string `json:"zone,omitempty"`
 }
 
-// DefaultToggleDuration is how long a toggle lasts when the request does
-// not say.
-const DefaultToggleDuration = 15 * time.Minute
-
 // defaultReason is a toggle's reason when the operator gives none; it is
 // what shed clients read in the 429's error.
 const defaultReason = "emergency operator toggle"
@@ -163,14 +161,16 @@ func (a *AdminAPI) handleShed(w http.ResponseWriter, r *http.Request) error {
 	if mode == limiter.ModeNormal {
 		return restore(w, zones, gate.ToggleKey(req.Class, req.Priority))
 	}
-	d := DefaultToggleDuration
+	d := gate.DefaultToggleDuration
 	if req.For != "" {
 		if d, err = caddy.ParseDuration(req.For); err != nil || d <= 0 {
 			return apiError(http.StatusBadRequest, fmt.Sprintf(`"for" must be a positive duration such as 15m, got %q`, req.For))
 		}
 	}
 	for _, z := range zones {
-		if maxD := settingsOf(z.name).maxToggle; d > maxD {
+		// Checked in every zone first, so that a refusal applies nowhere
+		// (SetToggle checks it too).
+		if maxD := z.gate.Config().MaxToggleDuration; d > maxD {
 			return apiError(http.StatusBadRequest, fmt.Sprintf(`"for" %v is longer than max_toggle_duration %v of zone %s`, d, maxD, z.name))
 		}
 	}
@@ -257,7 +257,7 @@ func restore(w http.ResponseWriter, zones []zoneGate, key string) error {
 
 // HealthResponse is GET /_mxgate/health. Status is the worst zone's: "down"
 // (the upstream does not answer), "degraded" (it answers, but at least
-// DegradedRatio of the last minute's requests failed), "unknown" (no
+// gate.DegradedRatio of the last minute's requests failed), "unknown" (no
 // traffic and nothing to dial), or "ok". The HTTP status is 503 when any
 // zone is down, else 200, so a plain HTTP check can page on it.
 type HealthResponse struct {
@@ -265,30 +265,12 @@ type HealthResponse struct {
 	Zones  []ZoneHealth `json:"zones"`
 }
 
-// ZoneHealth is one zone's view of its upstream.
+// ZoneHealth is one zone's view of its upstream: its gate's verdict
+// (gate.Health), which probes health_dial when set.
 type ZoneHealth struct {
-	Zone   string `json:"zone"`
-	Status string `json:"status"`
-	// Reachable and how it was judged: "dial" (a TCP connect to
-	// health_dial just now) or "traffic" (the latest upstream answer or
-	// failure within the last minute); absent when unknown.
-	Reachable *bool               `json:"reachable,omitempty"`
-	Source    string              `json:"source,omitempty"`
-	Dial      string              `json:"dial,omitempty"`
-	DialError string              `json:"dial_error,omitempty"`
-	Upstream  gate.UpstreamHealth `json:"upstream"`
+	Zone string `json:"zone"`
+	gate.Health
 }
-
-// DegradedRatio is the 5xx share over the last minute from which the
-// upstream counts as degraded; MinDegradedSamples avoids judging on a
-// handful of requests.
-const (
-	DegradedRatio      = 0.1
-	MinDegradedSamples = 10
-)
-
-// healthDialTimeout bounds the reachability probe.
-const healthDialTimeout = 2 * time.Second
 
 var healthRank = map[string]int{"ok": 0, "unknown": 1, "degraded": 2, "down": 3}
 
@@ -302,7 +284,7 @@ func (a *AdminAPI) handleHealth(w http.ResponseWriter, r *http.Request) error {
 	}
 	resp := HealthResponse{Status: "ok", Zones: make([]ZoneHealth, 0, len(zones))}
 	for _, z := range zones {
-		zh := zoneHealth(r, z, settingsOf(z.name).healthDial)
+		zh := zoneHealth(r, z)
 		if healthRank[zh.Status] > healthRank[resp.Status] {
 			resp.Status = zh.Status
 		}
@@ -315,34 +297,8 @@ func (a *AdminAPI) handleHealth(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, code, resp)
 }
 
-func zoneHealth(r *http.Request, z zoneGate, dial string) ZoneHealth {
-	now := time.Now()
-	zh := ZoneHealth{Zone: z.name, Upstream: z.gate.UpstreamHealth(now), Dial: dial}
-	if dial != "" {
-		d := net.Dialer{Timeout: healthDialTimeout}
-		conn, err := d.DialContext(r.Context(), "tcp", dial)
-		ok := err == nil
-		if ok {
-			conn.Close()
-		} else {
-			zh.DialError = err.Error()
-		}
-		zh.Reachable, zh.Source = &ok, "dial"
-	} else if zh.Upstream.Reachable != nil {
-		zh.Reachable, zh.Source = zh.Upstream.Reachable, "traffic"
-	}
-	up := zh.Upstream
-	switch {
-	case zh.Reachable != nil && !*zh.Reachable:
-		zh.Status = "down"
-	case up.Responses >= MinDegradedSamples && up.ErrorRatio >= DegradedRatio:
-		zh.Status = "degraded"
-	case zh.Reachable == nil:
-		zh.Status = "unknown"
-	default:
-		zh.Status = "ok"
-	}
-	return zh
+func zoneHealth(r *http.Request, z zoneGate) ZoneHealth {
+	return ZoneHealth{Zone: z.name, Health: z.gate.Health(r.Context(), time.Now())}
 }
 
 type zoneGate struct {
@@ -367,21 +323,6 @@ func selectZones(name string) ([]zoneGate, error) {
 	}
 	sort.Slice(zones, func(i, j int) bool { return zones[i].name < zones[j].name })
 	return zones, nil
-}
-
-func apiError(code int, msg string) error {
-	return caddy.APIError{HTTPStatus: code, Err: errors.New(msg)}
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	// The status line is out: an encoding failure (a client gone) can
-	// only be dropped.
-	_ = enc.Encode(v)
-	return nil
 }
 
 // Interface guard

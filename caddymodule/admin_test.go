@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxgate/mxgate/internal/testkit"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
@@ -42,7 +44,7 @@ func (s *adminTestServer) config(maxInflight int) []byte {
 
 func startAdminTestServer(t *testing.T) *adminTestServer {
 	t.Helper()
-	t.Setenv("XDG_DATA_HOME", t.TempDir()) // keep Caddy's own files out of $HOME
+	t.Setenv("XDG_DATA_HOME", t.TempDir()) // a fresh Caddy data dir per test; TestMain keeps all of them out of $HOME
 	s := &adminTestServer{
 		admin:     fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		site:      fmt.Sprintf("127.0.0.1:%d", freePort(t)),
@@ -177,7 +179,7 @@ func TestAdminShedExpiresRestoresAndBrownsOut(t *testing.T) {
 	s.expect(t, http.StatusOK, "GET "+historyURL, "PUT "+sendURL, "POST "+receiptsURL)
 
 	// It ends by itself.
-	eventually(t, "the 2s shed to expire", func() bool {
+	testkit.Eventually(t, "the 2s shed to expire", func() bool {
 		code, _ := s.client(t, "POST", searchURL)
 		return code == http.StatusOK
 	})
@@ -232,7 +234,7 @@ func TestAdminShedExpiresRestoresAndBrownsOut(t *testing.T) {
 		resp.Body.Close()
 		got <- resp.StatusCode
 	}()
-	eventually(t, "the history request to queue", func() bool {
+	testkit.Eventually(t, "the history request to queue", func() bool {
 		var st StatusResponse
 		s.mustAdmin(t, "GET", "/mxgate/status", "", &st)
 		for _, c := range st.Zones[0].Classes {
@@ -388,8 +390,8 @@ func TestCaddyfileToggleSettings(t *testing.T) {
 	if h.StateFile != "/var/lib/mxgate/toggles.json" || time.Duration(h.MaxToggleDuration) != 2*time.Hour {
 		t.Errorf("parsed %q %v", h.StateFile, time.Duration(h.MaxToggleDuration))
 	}
-	if s := h.zoneSettings(); s.maxToggle != 2*time.Hour {
-		t.Errorf("zone settings %+v", s)
+	if cfg, err := h.gateConfig(); err != nil || cfg.MaxToggleDuration != 2*time.Hour {
+		t.Errorf("gate config: max toggle duration %v, %v", cfg.MaxToggleDuration, err)
 	}
 	for _, bad := range []string{
 		"mxgate {\n\tmax_toggle_duration 0s\n}",
@@ -401,7 +403,7 @@ func TestCaddyfileToggleSettings(t *testing.T) {
 			t.Errorf("%q: no error", bad)
 		}
 	}
-	if p := defaultStateFile("a/../b c"); filepath.Base(p) != "toggles-a_.._b_c.json" || filepath.Base(filepath.Dir(p)) != "mxgate" {
+	if p := defaultStateFile("a/../b c", ""); filepath.Base(p) != "toggles-a_.._b_c.json" || filepath.Base(filepath.Dir(p)) != "mxgate" {
 		t.Errorf("default state file %q", p)
 	}
 }

@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"strconv"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -39,9 +37,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			queue_timeout <duration>
 //			rate          <per_second> <burst>
 //			coalesce      <duration>
+//			upstream_timeout <duration>
 //			priority      critical|normal|sheddable
 //			share_state   # room_state only
 //			adaptive      [off]
+//			shadow        [off]
 //		}
 //		herd {
 //			window      <duration>
@@ -54,6 +54,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_toggle_duration <duration>
 //		health_dial   <host:port>
 //		adaptive      [off]     # every class but sync; see resilience.go
+//		shadow        [off]     # automatic limits only observe; see gate/shadow.go
 //		ride_through  [off] {
 //			failures       <n>
 //			probe_interval <duration>
@@ -64,6 +65,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			threshold   <ratio>
 //			min_samples <n>
 //			window      <duration>
+//		}
+//		fleet {                 # share limits with other gateways (fleet.go)
+//			redis <url>
+//			name  <instance-name>
+//		}
+//		cors          [off] {   # see cors.go
+//			allow_origin   <origin>
+//			allow_methods  <method>...
+//			allow_headers  <header>...
+//			expose_headers <header>...
 //		}
 //	}
 //
@@ -115,12 +126,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.HealthDial, err = oneString(d)
 		case "adaptive":
 			h.Adaptive, err = unmarshalOnOff(d)
+		case "shadow":
+			h.Shadow, err = unmarshalOnOff(d)
 		case "ride_through":
 			err = h.unmarshalRideThrough(d)
 		case "error_shed":
 			err = h.unmarshalErrorShed(d)
+		case "cors":
+			err = h.unmarshalCORS(d)
 		case "state_file":
 			h.StateFile, err = oneString(d)
+		case "fleet":
+			err = h.unmarshalFleet(d) // fleet.go
 		case "max_toggle_duration":
 			var dur *caddy.Duration
 			if dur, err = durationArg(d); err == nil {
@@ -136,67 +153,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return nil
-}
-
-func (h *Handler) unmarshalClass(d *caddyfile.Dispenser) error {
-	d.NextArg()
-	name := d.Val()
-	if _, err := matrix.ParseClass(name); err != nil {
-		return d.Err(err.Error())
-	}
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	cc := new(ClassConfig)
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		dir := d.Val()
-		if seen[dir] {
-			return d.Errf("class %s: %s given twice", name, dir)
-		}
-		seen[dir] = true
-		var err error
-		switch dir {
-		case "max_inflight":
-			cc.MaxInflight, err = intArg(d)
-		case "queue":
-			cc.Queue, err = intArg(d)
-		case "queue_timeout":
-			cc.QueueTimeout, err = durationArg(d)
-		case "coalesce":
-			cc.Coalesce, err = durationArg(d)
-		case "rate":
-			err = rateArgs(d, cc)
-		case "share_state":
-			if name != "room_state" {
-				return d.Errf("class %s: share_state is only for room_state", name)
-			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			cc.ShareState = true
-		case "adaptive":
-			cc.Adaptive, err = unmarshalOnOff(d)
-		case "priority":
-			var p string
-			if p, err = oneString(d); err == nil {
-				if _, perr := matrix.ParsePriority(p); perr != nil {
-					return d.Err(perr.Error())
-				}
-				cc.Priority = p
-			}
-		default:
-			return d.Errf("class %s: unknown subdirective %q", name, dir)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if h.Classes == nil {
-		h.Classes = make(map[string]*ClassConfig)
-	}
-	h.Classes[name] = cc
 	return nil
 }
 
@@ -261,42 +217,6 @@ func (h *Handler) unmarshalShed(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func oneString(d *caddyfile.Dispenser) (string, error) {
-	if !d.NextArg() {
-		return "", d.ArgErr()
-	}
-	v := d.Val()
-	if d.NextArg() {
-		return "", d.ArgErr()
-	}
-	return v, nil
-}
-
-func intArg(d *caddyfile.Dispenser) (*int, error) {
-	s, err := oneString(d)
-	if err != nil {
-		return nil, err
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return nil, d.Errf("%s: want a non-negative integer, got %q", d.Val(), s)
-	}
-	return &n, nil
-}
-
-func durationArg(d *caddyfile.Dispenser) (*caddy.Duration, error) {
-	s, err := oneString(d)
-	if err != nil {
-		return nil, err
-	}
-	dur, err := caddy.ParseDuration(s)
-	if err != nil || dur < 0 {
-		return nil, d.Errf("want a non-negative duration such as 10s, got %q", s)
-	}
-	cd := caddy.Duration(dur)
-	return &cd, nil
-}
-
 func retryAfterArgs(d *caddyfile.Dispenser) (*RetryAfter, error) {
 	args := d.RemainingArgs()
 	if len(args) != 2 {
@@ -308,23 +228,6 @@ func retryAfterArgs(d *caddyfile.Dispenser) (*RetryAfter, error) {
 		return nil, d.Errf("retry_after wants durations 0 < MIN <= MAX, got %q %q", args[0], args[1])
 	}
 	return &RetryAfter{Min: caddy.Duration(lo), Max: caddy.Duration(hi)}, nil
-}
-
-func rateArgs(d *caddyfile.Dispenser, cc *ClassConfig) error {
-	args := d.RemainingArgs()
-	if len(args) != 2 {
-		return d.Errf("rate wants: TOKENS_PER_SECOND BURST")
-	}
-	r, err := strconv.ParseFloat(args[0], 64)
-	if err != nil || !(r >= 0 && r <= 1e6) {
-		return d.Errf("rate: want tokens per second between 0 and 1e6, got %q", args[0])
-	}
-	b, err := strconv.Atoi(args[1])
-	if err != nil || b < 1 {
-		return d.Errf("rate: want a burst of at least 1, got %q", args[1])
-	}
-	cc.Rate, cc.Burst = &r, &b
-	return nil
 }
 
 // Interface guard

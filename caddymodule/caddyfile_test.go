@@ -72,6 +72,11 @@ func TestCaddyfileErrorsNameFileAndLine(t *testing.T) {
 		{"error_shed threshold > 1", "mxgate {\n\terror_shed {\n\t\tthreshold 1.5\n\t}\n}", "Caddyfile:5"},
 		{"error_shed window 0", "mxgate {\n\terror_shed {\n\t\twindow 0s\n\t}\n}", "Caddyfile:5"},
 		{"error_shed bad argument", "mxgate {\n\terror_shed now\n}", "Caddyfile:4"},
+		{"cors bad argument", "mxgate {\n\tcors maybe\n}", "Caddyfile:4"},
+		{"cors off with block", "mxgate {\n\tcors off {\n\t\tallow_origin *\n\t}\n}", "Caddyfile:5"},
+		{"cors unknown option", "mxgate {\n\tcors {\n\t\tmax_age 5\n\t}\n}", "Caddyfile:5"},
+		{"cors two origins", "mxgate {\n\tcors {\n\t\tallow_origin a, b\n\t}\n}", "Caddyfile:5"},
+		{"cors repeated option", "mxgate {\n\tcors {\n\t\tallow_origin *\n\t\tallow_origin *\n\t}\n}", "Caddyfile:6"},
 		{"share_state outside room_state", "mxgate {\n\tclass history {\n\t\tshare_state\n\t}\n}", "Caddyfile:5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

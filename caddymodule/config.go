@@ -11,33 +11,6 @@ import (
 	"github.com/mxgate/mxgate/matrix"
 )
 
-// ClassConfig overrides the built-in limits of one endpoint class. Unset
-// fields keep the built-in default of that class.
-type ClassConfig struct {
-	// Requests of this class at the upstream at once; 0 removes the class cap.
-	MaxInflight *int `json:"max_inflight,omitempty"`
-	// Requests that may wait for a slot; beyond it they get a 429.
-	Queue *int `json:"queue,omitempty"`
-	// How long a request waits for a slot before a 429.
-	QueueTimeout *caddy.Duration `json:"queue_timeout,omitempty"`
-	// Per-user token bucket: tokens per second; 0 disables it.
-	Rate *float64 `json:"rate,omitempty"`
-	// Per-user token bucket size.
-	Burst *int `json:"burst,omitempty"`
-	// Share identical in-flight GET/HEAD requests and keep the answer this
-	// long; 0 disables coalescing.
-	Coalesce *caddy.Duration `json:"coalesce,omitempty"`
-	// critical, normal or sheddable: what a brownout sheds.
-	Priority string `json:"priority,omitempty"`
-	// Only for room_state: during a herd, serve one fetch of a room's
-	// /state and /joined_members to every requester the gate has verified
-	// as joined. Off by default; see the README before enabling.
-	ShareState bool `json:"share_state,omitempty"`
-	// Adaptive in-flight limit for this class: max_inflight becomes its
-	// ceiling (resilience.go). Unset: the handler's `adaptive`.
-	Adaptive *bool `json:"adaptive,omitempty"`
-}
-
 // RetryAfter is the jitter range of Retry-After on a 429.
 type RetryAfter struct {
 	Min caddy.Duration `json:"min"`
@@ -65,9 +38,21 @@ func (h *Handler) gateConfig() (gate.Config, error) {
 	if h.MaxInflight != nil {
 		cfg.MaxInflight = *h.MaxInflight
 	}
-	if h.QueueTimeout != nil {
-		for i := range cfg.Classes {
-			cfg.Classes[i].QueueTimeout = time.Duration(*h.QueueTimeout)
+	// Handler-wide class settings first: a class's own block wins.
+	for c := range cfg.Classes {
+		l := &cfg.Classes[c]
+		if h.QueueTimeout != nil {
+			l.QueueTimeout = time.Duration(*h.QueueTimeout)
+		}
+		// The handler's `adaptive` covers every class except those on their
+		// own budget: long-poll sync (its latency is the client's timeout,
+		// not the upstream's), discovery (reconnecting clients must never be
+		// starved of it) and admin (the operator's lever).
+		if h.Adaptive != nil {
+			l.Adaptive = *h.Adaptive && !l.OwnBudget
+		}
+		if h.Shadow != nil {
+			l.Shadow = *h.Shadow
 		}
 	}
 	if h.RetryAfter != nil {
@@ -76,6 +61,7 @@ func (h *Handler) gateConfig() (gate.Config, error) {
 		// one stretched: same minimum, three times the maximum.
 		cfg.Herd.RetryAfterMin, cfg.Herd.RetryAfterMax = cfg.RetryAfterMin, 3*cfg.RetryAfterMax
 	}
+	cfg.MaxToggleDuration = h.maxToggleDuration() // zonestate.go
 	if h.LIFOAfter != nil {
 		cfg.LIFOAfter = time.Duration(*h.LIFOAfter)
 	}
@@ -89,15 +75,8 @@ func (h *Handler) gateConfig() (gate.Config, error) {
 		if err != nil {
 			return cfg, err
 		}
-		cc := h.Classes[name]
-		if err := cc.apply(&cfg.Classes[class]); err != nil {
+		if err := cfg.Classes[class].Configure(h.Classes[name]); err != nil {
 			return cfg, fmt.Errorf("class %s: %w", name, err)
-		}
-		if cc != nil && cc.ShareState {
-			if class != matrix.RoomState {
-				return cfg, fmt.Errorf("class %s: share_state is only for room_state", name)
-			}
-			cfg.ShareRoomState = true
 		}
 	}
 	if h.Herd != nil {
@@ -117,6 +96,10 @@ func (h *Handler) gateConfig() (gate.Config, error) {
 	if err := h.applyResilience(&cfg); err != nil { // resilience.go
 		return cfg, err
 	}
+	if err := h.Fleet.validate(); err != nil { // fleet.go
+		return cfg, fmt.Errorf("fleet: %w", err)
+	}
+	h.applyCORS(&cfg) // cors.go
 	for _, name := range h.Shed {
 		class, err := matrix.ParseClass(name)
 		if err != nil {
@@ -125,36 +108,4 @@ func (h *Handler) gateConfig() (gate.Config, error) {
 		cfg.Shed = append(cfg.Shed, class)
 	}
 	return cfg, cfg.Validate()
-}
-
-func (c *ClassConfig) apply(l *matrix.Limits) error {
-	if c == nil {
-		return nil
-	}
-	if c.MaxInflight != nil {
-		l.MaxInflight = *c.MaxInflight
-	}
-	if c.Queue != nil {
-		l.Queue = *c.Queue
-	}
-	if c.QueueTimeout != nil {
-		l.QueueTimeout = time.Duration(*c.QueueTimeout)
-	}
-	if c.Rate != nil {
-		l.Rate = *c.Rate
-	}
-	if c.Burst != nil {
-		l.Burst = *c.Burst
-	}
-	if c.Coalesce != nil {
-		l.Coalesce = time.Duration(*c.Coalesce)
-	}
-	if c.Priority != "" {
-		p, err := matrix.ParsePriority(c.Priority)
-		if err != nil {
-			return err
-		}
-		l.Priority = p
-	}
-	return nil
 }

@@ -5,6 +5,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -40,8 +41,13 @@ type Handler struct {
 	// How long a class queue may stand without draining before it serves
 	// newest first (adaptive LIFO). Default 1s; 0 disables it.
 	LIFOAfter *caddy.Duration `json:"lifo_after,omitempty"`
-	// Per-class overrides of the built-in limits, keyed by class name.
-	Classes map[string]*ClassConfig `json:"classes,omitempty"`
+	// Per-class overrides of the built-in limits, keyed by class name: an
+	// object of matrix.Limits settings by name (priority, max_inflight,
+	// queue, queue_timeout, rate, burst, coalesce, adaptive, shadow,
+	// share_state), configured over the class's defaults and the
+	// handler-wide queue_timeout, adaptive and shadow. Durations are
+	// nanoseconds or strings such as "10s".
+	Classes map[string]json.RawMessage `json:"classes,omitempty"`
 	// Thundering-herd detection.
 	Herd *HerdConfig `json:"herd,omitempty"`
 	// Classes shed from start (renewed on every config load).
@@ -70,6 +76,13 @@ type Handler struct {
 	RideThrough *RideThroughConfig `json:"ride_through,omitempty"`
 	// Shed sheddable classes while the upstream's 5xx ratio is high.
 	ErrorShed *ErrorShedConfig `json:"error_shed,omitempty"`
+	// CORS headers on the answers mxgate writes itself (cors.go).
+	CORS *CORSConfig `json:"cors,omitempty"`
+	// Shadow mode for every class: automatic limits only observe
+	// (gate/shadow.go); a class's own `shadow` wins.
+	Shadow *bool `json:"shadow,omitempty"`
+	// Share toggles, rates, herds and caps with other gateways (fleet.go).
+	Fleet *FleetConfig `json:"fleet,omitempty"`
 
 	gate     *gate.Gate
 	configs  *zoneConfigs // the zone's live configs (pool.go)
@@ -101,7 +114,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	opts := gate.Options{Logger: ctx.Slogger(), Metrics: sharedMetrics, ClientIP: caddyClientIP,
 		Toggles: h.toggleStore(ctx.Slogger())}
-	g, err := loadGate(h, cfg, h.zoneSettings(), opts)
+	if opts.Fleet, err = h.fleetMember(ctx.Slogger()); err != nil { // fleet.go
+		return err
+	}
+	g, err := loadGate(h, cfg, opts)
 	if err != nil {
 		return err
 	}
@@ -132,8 +148,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// gateNext/callerError (upstreamerror.go) let the gate read Caddy's
 	// upstream errors (ride-through needs their status).
 	err := h.gate.ServeNext(w, r, gateNext(next))
+	if err == nil {
+		return nil // before errors.As, whose target would escape on every request
+	}
 	var rej *gate.Rejection
 	if !errors.As(err, &rej) {
+		if err != nil {
+			// Caddy answers a failed upstream itself (502/504, or
+			// handle_errors): a browser must be able to read that too. An
+			// answer already under way has sent its headers; these are
+			// then ignored.
+			h.gate.SetCORSHeaders(w.Header())
+		}
 		return callerError(err)
 	}
 	if rej.Outcome == gate.OutcomeCanceled {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxgate/mxgate/internal/testkit"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -20,7 +22,7 @@ import (
 
 const roomStatePath = "/_matrix/client/v3/rooms/%21herd%3Aexample.org/state"
 
-// checkLimitExceeded asserts resp is exactly DESIGN.md's 429: JSON body with
+// checkLimitExceeded asserts resp is exactly docs/DESIGN.md's 429: JSON body with
 // errcode, error and retry_after_ms within [lo, hi], and a Retry-After
 // header of ceil(retry_after_ms / 1000) seconds.
 func checkLimitExceeded(t *testing.T, resp *http.Response, body []byte, lo, hi time.Duration) {
@@ -160,7 +162,7 @@ http://127.0.0.1:%d {
 			}
 		}()
 	}
-	eventually(t, "both slots taken", func() bool { return up.cur.Load() == 2 })
+	testkit.Eventually(t, "both slots taken", func() bool { return up.cur.Load() == 2 })
 	defer func() { close(release); hangers.Wait() }()
 
 	// A queued request waits 300ms, then gets the 429.
@@ -183,10 +185,10 @@ http://127.0.0.1:%d {
 			}
 		}()
 	}
-	eventually(t, "quitters queued", func() bool { return queued() == 10 })
+	testkit.Eventually(t, "quitters queued", func() bool { return queued() == 10 })
 	cancel()
 	quitters.Wait()
-	eventually(t, "quitters left the queue", func() bool { return queued() == 0 })
+	testkit.Eventually(t, "quitters left the queue", func() bool { return queued() == 0 })
 	if n := up.total.Load(); n != 2 {
 		t.Fatalf("upstream saw %d requests, want only the 2 hangers", n)
 	}
@@ -234,7 +236,7 @@ http://127.0.0.1:%d {
 		}()
 	}
 	defer func() { close(release); receipts.Wait() }()
-	eventually(t, "receipts stacked", func() bool {
+	testkit.Eventually(t, "receipts stacked", func() bool {
 		return up.cur.Load() == 8 && testutil.ToFloat64(sharedMetrics.QueueLength.WithLabelValues("receipts")) == 16
 	})
 
@@ -318,7 +320,7 @@ http://127.0.0.1:%d {
 			get(context.Background(), base+"?hang=1", fmt.Sprint("hanger-", i))
 		}()
 	}
-	eventually(t, "two requests in flight", func() bool { return up.cur.Load() == 2 })
+	testkit.Eventually(t, "two requests in flight", func() bool { return up.cur.Load() == 2 })
 	defer func() { close(release); hangers.Wait() }()
 
 	loadCaddyfile(t, site(3)) // reload with one more slot
@@ -328,7 +330,7 @@ http://127.0.0.1:%d {
 		t.Fatalf("third request after reload: %v %v", resp, err)
 	}
 	go get(context.Background(), base+"?hang=2", "fourth-hangs")
-	eventually(t, "three in flight", func() bool { return up.cur.Load() == 3 })
+	testkit.Eventually(t, "three in flight", func() bool { return up.cur.Load() == 3 })
 	if resp, body, err := get(context.Background(), base+"?n=2", "fifth"); err != nil {
 		t.Fatal(err)
 	} else {

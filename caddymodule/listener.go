@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/mxgate/mxgate/limiter"
 )
@@ -35,13 +36,26 @@ func init() {
 //		}
 //	}
 //
-// Note that idle keep-alive connections hold their slot until the server's
-// idle_timeout closes them.
+// The cap is fair between clients (limiter.ConnLimit): one client address
+// (an IPv6 /64) holds at most client_share of it — a connection beyond that
+// is closed as soon as it is accepted — and at the cap, idle keep-alive
+// connections (idle for a second or more, as the HTTP server reports) are
+// closed before new clients are made to wait. Behind a proxy or load
+// balancer every connection has the proxy's address: put proxy_protocol
+// first, or set client_share 1.
+//
+//	mxgate_conns 4096 {
+//		client_share 0.25
+//	}
 type ConnsListener struct {
 	// MaxConns is the cap; 0 derives it from RLIMIT_NOFILE (see
 	// limiter.BudgetFromFDLimit). With several configured caps, the one
 	// provisioned last applies.
 	MaxConns int `json:"max_conns,omitempty"`
+	// ClientShare is the largest share of the cap one client address (IPv6:
+	// /64) may hold, in (0, 1]; 1 turns the per-client limit off. Default
+	// 0.5. Like MaxConns, the last provisioned applies.
+	ClientShare float64 `json:"client_share,omitempty"`
 
 	budget limiter.FDBudget
 }
@@ -88,7 +102,17 @@ func (l *ConnsListener) Provision(ctx caddy.Context) error {
 	} else {
 		clientConns.SetMax(l.budget.Clients)
 	}
+	share := l.ClientShare
+	if share == 0 {
+		share = limiter.DefaultClientShare
+	}
+	clientConns.SetClientShare(share)
 	clientConnsBudget = l.budget
+	// The server this wrapper belongs to reports which connections are idle
+	// keep-alives, the first to close under pressure.
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		srv.RegisterConnState(clientConns.ConnState)
+	}
 	return nil
 }
 
@@ -99,7 +123,7 @@ func (l *ConnsListener) WrapListener(ln net.Listener) net.Listener {
 	return clientConns.Wrap(ln)
 }
 
-// UnmarshalCaddyfile parses `mxgate_conns [N]`.
+// UnmarshalCaddyfile parses `mxgate_conns [N] [{ client_share S }]`.
 func (l *ConnsListener) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the wrapper name
 	if d.NextArg() {
@@ -109,8 +133,29 @@ func (l *ConnsListener) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		l.MaxConns = n
 	}
-	if d.NextArg() || d.NextBlock(0) {
+	if d.NextArg() {
 		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "client_share":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			f, err := strconv.ParseFloat(d.Val(), 64)
+			if err != nil || !(f > 0 && f <= 1) {
+				return d.Errf("mxgate_conns: client_share wants a share in (0, 1], got %q", d.Val())
+			}
+			if l.ClientShare != 0 {
+				return d.Err("mxgate_conns: client_share given twice")
+			}
+			l.ClientShare = f
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("mxgate_conns: unknown subdirective %q", d.Val())
+		}
 	}
 	return nil
 }

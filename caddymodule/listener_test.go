@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/mxgate/mxgate/internal/testkit"
 )
 
 const (
@@ -51,7 +54,7 @@ func TestConnsCapHoldsFDsUnderFlood(t *testing.T) {
 	"logging": {"logs": {"default": {"level": "ERROR"}}},
 	"apps": {"http": {"servers": {"mx": {
 		"listen": [%q],
-		"listener_wrappers": [{"wrapper": "mxgate_conns", "max_conns": %d}],
+		"listener_wrappers": [{"wrapper": "mxgate_conns", "max_conns": %d, "client_share": 1}],
 		"automatic_https": {"disable": true},
 		"routes": [{"handle": [
 			{"handler": "mxgate", "state_file": "off"},
@@ -209,6 +212,12 @@ func TestConnsCaddyfileSyntax(t *testing.T) {
 		{"mxgate_conns 0", ""},
 		{"mxgate_conns lots", ""},
 		{"mxgate_conns 5 6", ""},
+		{"mxgate_conns 50 {\n\t\t\t\tclient_share 0.25\n\t\t\t}", `{"client_share":0.25,"max_conns":50,"wrapper":"mxgate_conns"}`},
+		{"mxgate_conns {\n\t\t\t\tclient_share 1\n\t\t\t}", `{"client_share":1,"wrapper":"mxgate_conns"}`},
+		{"mxgate_conns {\n\t\t\t\tclient_share 0\n\t\t\t}", ""},
+		{"mxgate_conns {\n\t\t\t\tclient_share 1.5\n\t\t\t}", ""},
+		{"mxgate_conns {\n\t\t\t\tclient_share\n\t\t\t}", ""},
+		{"mxgate_conns {\n\t\t\t\tshare 0.5\n\t\t\t}", ""},
 	} {
 		caddyfile := "{\n\tservers {\n\t\tlistener_wrappers {\n\t\t\t" + tc.in + "\n\t\t\ttls\n\t\t}\n\t}\n}\n:8080 {\n\trespond ok\n}\n"
 		out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
@@ -240,4 +249,78 @@ func TestConnsCaddyfileSyntax(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestConnsSlowHeadersFromOneAddressLeaveRoomForOthers opens 200
+// connections from 127.0.0.1 that send half a request line and stop
+// (slowloris) against mxgate_conns 200: with the default client share the
+// address holds at most half the cap, and clients from other addresses
+// (127.0.0.2 ...) keep being served while the slow connections last.
+func TestConnsSlowHeadersFromOneAddressLeaveRoomForOthers(t *testing.T) {
+	const slowConns, others = 200, 20
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	upstream := newCountingUpstream(t, nil)
+	site := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	loadJSON(t, fmt.Appendf(nil, `{
+	"admin": {"listen": %q, "config": {"persist": false}},
+	"logging": {"logs": {"default": {"level": "ERROR"}}},
+	"apps": {"http": {"servers": {"mx": {
+		"listen": [%q],
+		"listener_wrappers": [{"wrapper": "mxgate_conns", "max_conns": %d}],
+		"read_header_timeout": "5m",
+		"automatic_https": {"disable": true},
+		"routes": [{"handle": [
+			{"handler": "mxgate", "state_file": "off"},
+			{"handler": "reverse_proxy", "upstreams": [{"dial": %q}]}
+		]}]
+	}}}}
+}`, admin, site, slowConns, upstream.addr))
+	t.Cleanup(func() { _ = caddy.Stop() })
+
+	// The slow client: every connection sends part of a request line and
+	// stalls; the header timeout (5m here) would not free them in time.
+	var slow []net.Conn
+	t.Cleanup(func() {
+		for _, c := range slow {
+			c.Close()
+		}
+	})
+	for range slowConns {
+		c, err := net.DialTimeout("tcp", site, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow = append(slow, c)
+		if _, err := c.Write([]byte("GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: x\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, "the slow client to reach its share", func() bool {
+		st := connectionStatus()
+		return st != nil && st.Open >= slowConns/2 && st.OverShare > 0
+	})
+
+	// Other clients, one address each, each get an answer.
+	for i := range others {
+		src := net.IPv4(127, 0, 0, byte(2+i))
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src}}).DialContext,
+		}}
+		resp, err := client.Get("http://" + site + "/_matrix/client/versions")
+		if err != nil {
+			t.Fatalf("client %s was not served while one address held slow connections: %v", src, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		client.CloseIdleConnections()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("client %s: HTTP %d", src, resp.StatusCode)
+		}
+	}
+	st := connectionStatus()
+	if st.PerClientMax != slowConns/2 {
+		t.Errorf("per-client max %d, want %d (default share 0.5)", st.PerClientMax, slowConns/2)
+	}
+	t.Logf("connections: %+v", st.ConnStats)
 }

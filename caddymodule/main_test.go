@@ -1,22 +1,34 @@
 package caddymodule
 
 import (
+	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
+	"github.com/mxgate/mxgate/internal/testhome"
 )
 
-// TestMain keeps Caddy's config autosave out of the user's home: the path is
-// computed once at init, so setting XDG_CONFIG_HOME in a test is too late.
+// TestMain keeps Caddy's storage and config autosave out of the user's home
+// before any test starts Caddy (see testhome.Isolate for why a t.Setenv in
+// a test is too late).
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "mxgate-caddymodule-test-")
+	cleanup, err := testhome.Isolate("mxgate-caddymodule-test-")
 	if err != nil {
-		panic(err)
+		fmt.Fprintln(os.Stderr, "isolating Caddy's files:", err)
+		os.Exit(1)
 	}
-	caddy.ConfigAutosavePath = filepath.Join(dir, "autosave.json")
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
+}
+
+// TestRunLeavesHomeAlone re-runs tests that start Caddy with a fresh HOME and
+// XDG dirs and checks that nothing was written there: storage (locks/,
+// last_clean.json), autosave.json and toggle state files all stay in the
+// temporary directories TestMain and the tests choose.
+func TestRunLeavesHomeAlone(t *testing.T) {
+	testhome.CheckTestsLeaveHomeAlone(t,
+		"TestCaddyReloadKeepsInflightAndMetrics",  // Caddyfile config: autosave and storage cleaning
+		"TestAdminToggleSurvivesReloadAndRestart", // admin API, toggle state file
+	)
 }

@@ -42,14 +42,13 @@ type zoneConfigs struct {
 }
 
 type zoneConfig struct {
-	seq      uint64
-	gate     gate.Config
-	settings zoneSettings
+	seq  uint64
+	gate gate.Config
 }
 
 // loadGate returns h's zone's gate, building it or applying h's config to
 // it.
-func loadGate(h *Handler, cfg gate.Config, settings zoneSettings, opts gate.Options) (*gate.Gate, error) {
+func loadGate(h *Handler, cfg gate.Config, opts gate.Options) (*gate.Gate, error) {
 	val, loaded, err := gates.LoadOrNew(h.zone, func() (caddy.Destructor, error) {
 		g, err := gate.New(cfg, opts)
 		if err != nil {
@@ -69,9 +68,8 @@ func loadGate(h *Handler, cfg gate.Config, settings zoneSettings, opts gate.Opti
 	}
 	p.configs.mu.Lock()
 	p.configs.seq++
-	p.configs.live[h] = zoneConfig{seq: p.configs.seq, gate: cfg, settings: settings}
+	p.configs.live[h] = zoneConfig{seq: p.configs.seq, gate: cfg}
 	p.configs.mu.Unlock()
-	setZoneSettings(h.zone, settings)
 	h.configs = p.configs
 	return p.Gate, nil
 }
@@ -95,14 +93,9 @@ func releaseGate(h *Handler, g *gate.Gate) error {
 	if newest.seq != 0 && gone.seq > newest.seq {
 		// Even if the older config no longer applies, the reference is
 		// released below so that the gate is stopped with its last user.
-		if cfgErr = g.Configure(newest.gate); cfgErr == nil {
-			setZoneSettings(h.zone, newest.settings)
-		}
+		cfgErr = g.Configure(newest.gate)
 	}
-	deleted, err := gates.Delete(h.zone)
-	if deleted {
-		forgetZoneSettings(h.zone)
-	}
+	_, err := gates.Delete(h.zone)
 	return errors.Join(cfgErr, err)
 }
 

@@ -8,7 +8,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/mxgate/mxgate/gate"
-	"github.com/mxgate/mxgate/matrix"
 )
 
 // RideThroughConfig turns on riding through upstream restarts: while the
@@ -45,26 +44,9 @@ type ErrorShedConfig struct {
 	Window caddy.Duration `json:"window,omitempty"`
 }
 
-// applyResilience resolves adaptive, ride_through and error_shed over the
-// gate defaults. The global `adaptive` covers every class except long-poll
-// sync (its latency is the client's timeout, not the upstream's); a class's
-// own `adaptive` wins either way.
+// applyResilience resolves ride_through and error_shed over the gate
+// defaults.
 func (h *Handler) applyResilience(cfg *gate.Config) error {
-	if h.Adaptive != nil {
-		for _, c := range matrix.Classes() {
-			cfg.Adaptive[c] = *h.Adaptive && c != matrix.Sync
-		}
-	}
-	for name, cc := range h.Classes {
-		if cc == nil || cc.Adaptive == nil {
-			continue
-		}
-		class, err := matrix.ParseClass(name)
-		if err != nil {
-			return err
-		}
-		cfg.Adaptive[class] = *cc.Adaptive
-	}
 	if rt := h.RideThrough; rt != nil {
 		c := &cfg.RideThrough
 		c.Enabled = !rt.Disabled
@@ -95,37 +77,6 @@ func (h *Handler) applyResilience(cfg *gate.Config) error {
 		}
 	}
 	return nil
-}
-
-// unmarshalOnOff reads `DIRECTIVE` (on) or `DIRECTIVE off`.
-func unmarshalOnOff(d *caddyfile.Dispenser) (*bool, error) {
-	dir := d.Val()
-	on := true
-	if d.NextArg() {
-		if d.Val() != "off" {
-			return nil, d.Errf("%s takes no argument but `off`, got %q", dir, d.Val())
-		}
-		on = false
-		if d.NextArg() {
-			return nil, d.ArgErr()
-		}
-	}
-	return &on, nil
-}
-
-// offOrBlock reads the optional `off` argument of a directive that may
-// otherwise have a block, and reports whether it was given.
-func offOrBlock(d *caddyfile.Dispenser, what string) (off bool, err error) {
-	if !d.NextArg() {
-		return false, nil
-	}
-	if d.Val() != "off" || d.NextArg() {
-		return false, d.Errf("%s: want `%s`, `%s off` or a block", what, what, what)
-	}
-	if d.NextBlock(d.Nesting()) {
-		return false, d.Errf("%s off takes no block", what)
-	}
-	return true, nil
 }
 
 // unmarshalRideThrough reads

@@ -19,8 +19,8 @@ func handlerFromCaddyfile(t *testing.T, src string) *Handler {
 	return h
 }
 
-// The global `adaptive` covers every class but sync; a class's own setting
-// wins; ride_through and error_shed resolve over the gate defaults.
+// The global `adaptive` covers every class but those on their own budget
+// (sync, admin, discovery); a class's own setting wins; ride_through and error_shed resolve over the gate defaults.
 func TestResilienceResolvesToGateConfig(t *testing.T) {
 	h := handlerFromCaddyfile(t, `mxgate {
 		adaptive
@@ -34,15 +34,18 @@ func TestResilienceResolvesToGateConfig(t *testing.T) {
 		class history {
 			adaptive off
 		}
+		class admin {
+			adaptive
+		}
 	}`)
 	cfg, err := h.gateConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range matrix.Classes() {
-		want := c != matrix.Sync && c != matrix.History
-		if cfg.Adaptive[c] != want {
-			t.Errorf("class %s: adaptive %v, want %v", c, cfg.Adaptive[c], want)
+		want := c != matrix.Sync && c != matrix.History && c != matrix.Discovery
+		if cfg.Classes[c].Adaptive != want {
+			t.Errorf("class %s: adaptive %v, want %v", c, cfg.Classes[c].Adaptive, want)
 		}
 	}
 	rt := cfg.RideThrough
@@ -62,7 +65,12 @@ func TestResilienceResolvesToGateConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.RideThrough.Enabled || cfg.ErrorShed.Enabled || cfg.Adaptive != [matrix.NumClasses]bool{} {
-		t.Errorf("off: %+v %+v %v", cfg.RideThrough, cfg.ErrorShed, cfg.Adaptive)
+	if cfg.RideThrough.Enabled || cfg.ErrorShed.Enabled {
+		t.Errorf("off: %+v %+v", cfg.RideThrough, cfg.ErrorShed)
+	}
+	for _, c := range matrix.Classes() {
+		if cfg.Classes[c].Adaptive {
+			t.Errorf("off: class %s adaptive", c)
+		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxgate/mxgate/internal/testkit"
+
 	"github.com/mxgate/mxgate/gate"
 )
 
@@ -137,7 +139,7 @@ http://127.0.0.1:%d {
 			}
 		})
 	}
-	eventually(t, "steady traffic", func() bool { return ok.Load() > 200 })
+	testkit.Eventually(t, "steady traffic", func() bool { return ok.Load() > 200 })
 
 	up.stop() // the redeploy begins
 	outageStart := time.Now()
@@ -171,7 +173,7 @@ http://127.0.0.1:%d {
 	wg.Wait()
 	// Let the handlers of the cancelled requests finish before Caddy stops
 	// (Handler.Cleanup must not race a request still in ServeHTTP).
-	eventually(t, "the gate to drain", func() bool {
+	testkit.Eventually(t, "the gate to drain", func() bool {
 		drained := true
 		zoneGates(func(_ string, g *gate.Gate) {
 			if st := g.Status(time.Now()).Global; st.Inflight != 0 || st.Queued != 0 {

@@ -29,8 +29,11 @@ func (e *upstreamError) Unwrap() []error { return []error{e.orig, e.cause} }
 func gateNext(next caddyhttp.Handler) gate.Next {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		err := next.ServeHTTP(w, r)
+		if err == nil {
+			return nil // before errors.As, whose target would escape on every request
+		}
 		var he caddyhttp.HandlerError
-		if err == nil || !errors.As(err, &he) {
+		if !errors.As(err, &he) {
 			return err
 		}
 		ue := &upstreamError{orig: err, status: he.StatusCode}
@@ -42,11 +45,17 @@ func gateNext(next caddyhttp.Handler) gate.Next {
 	}
 }
 
-// callerError undoes gateNext's wrapping for Caddy's error handling.
+// callerError undoes gateNext's wrapping for Caddy's error handling, and
+// gives an error of the gate's own that carries a status (an upstream
+// timeout's 504) that status, which Caddy would otherwise answer 500.
 func callerError(err error) error {
 	var ue *upstreamError
 	if errors.As(err, &ue) {
 		return ue.orig
+	}
+	var sc interface{ StatusCode() int }
+	if errors.As(err, &sc) {
+		return caddyhttp.Error(sc.StatusCode(), err)
 	}
 	return err
 }

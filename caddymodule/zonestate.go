@@ -3,8 +3,6 @@ package caddymodule
 import (
 	"log/slog"
 	"path/filepath"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -12,57 +10,8 @@ import (
 	"github.com/mxgate/mxgate/limiter"
 )
 
-// DefaultMaxToggleDuration caps how long an admin API toggle may last
-// unless max_toggle_duration says otherwise: a forgotten shed must end.
-const DefaultMaxToggleDuration = 24 * time.Hour
-
 // StateFileOff as state_file keeps toggles in memory only.
 const StateFileOff = "off"
-
-// zoneSettings are the per-zone settings the admin API needs. Admin routes
-// cannot reach handlers (they are built without config), so handlers leave
-// these here by zone when provisioned.
-type zoneSettings struct {
-	maxToggle  time.Duration
-	healthDial string // TCP address probed by /_mxgate/health; "" = observe traffic only
-}
-
-var (
-	zoneSettingsMu sync.Mutex
-	// zoneSettingsByZone has one entry per live zone: entries are removed
-	// with the zone's gate (see Handler.Cleanup).
-	zoneSettingsByZone = map[string]zoneSettings{}
-)
-
-func setZoneSettings(zone string, s zoneSettings) {
-	zoneSettingsMu.Lock()
-	defer zoneSettingsMu.Unlock()
-	zoneSettingsByZone[zone] = s
-}
-
-func settingsOf(zone string) zoneSettings {
-	zoneSettingsMu.Lock()
-	defer zoneSettingsMu.Unlock()
-	s, ok := zoneSettingsByZone[zone]
-	if !ok {
-		s.maxToggle = DefaultMaxToggleDuration
-	}
-	return s
-}
-
-func forgetZoneSettings(zone string) {
-	zoneSettingsMu.Lock()
-	defer zoneSettingsMu.Unlock()
-	delete(zoneSettingsByZone, zone)
-}
-
-func (h *Handler) zoneSettings() zoneSettings {
-	s := zoneSettings{maxToggle: DefaultMaxToggleDuration, healthDial: h.HealthDial}
-	if h.MaxToggleDuration > 0 {
-		s.maxToggle = time.Duration(h.MaxToggleDuration)
-	}
-	return s
-}
 
 // toggleStore returns the toggle store for a new gate of the handler's
 // zone: a state file (by default in Caddy's data directory) unless
@@ -76,9 +25,9 @@ func (h *Handler) toggleStore(logger *slog.Logger) limiter.ToggleStore {
 	}
 	path := h.StateFile
 	if path == "" {
-		path = defaultStateFile(h.zone)
+		path = defaultStateFile(h.zone, h.fleetInstance()) // one file per fleet member (fleet.go)
 	}
-	store, err := limiter.NewFileToggles(path, time.Now())
+	store, err := limiter.NewFileToggles(path, time.Now(), h.maxToggleDuration())
 	if err != nil {
 		// Starting without the saved toggles beats not starting at all
 		// during an outage; the next toggle change rewrites the file.
@@ -86,17 +35,15 @@ func (h *Handler) toggleStore(logger *slog.Logger) limiter.ToggleStore {
 	} else {
 		logger.Info("mxgate: toggle state file", "path", path, "active", len(store.Active(time.Now())))
 	}
+	for _, why := range store.Dropped() {
+		logger.Warn("mxgate: dropped an invalid toggle from the state file", "path", path, "why", why)
+	}
 	return store
 }
 
-// defaultStateFile is <Caddy data dir>/mxgate/toggles-<zone>.json, with the
-// zone name made safe for a file name.
-func defaultStateFile(zone string) string {
-	safe := strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
-			return r
-		}
-		return '_'
-	}, zone)
-	return filepath.Join(caddy.AppDataDir(), "mxgate", "toggles-"+safe+".json")
+// defaultStateFile is <Caddy data dir>/mxgate/toggles-<zone>.json, or
+// toggles-<zone>@<instance>.json for a fleet member, with the names made
+// safe for a file name.
+func defaultStateFile(zone, instance string) string {
+	return filepath.Join(caddy.AppDataDir(), "mxgate", limiter.StateFileName(zone, instance))
 }

@@ -14,18 +14,21 @@ import (
 // coalesceCopies is how many identical /state requests one user sends at once.
 const coalesceCopies = 20
 
-// TestCoalescingAgainstDendrite sends coalesceCopies identical /state
+// TestCoalescing sends coalesceCopies identical /state
 // requests with one access token at once through the tight gateway (whose
 // room_state keeps the built-in coalesce window). Every copy must get the
-// same 200 answer, Dendrite must see fewer requests than were sent, and the
+// same 200 answer, the homeserver must see fewer requests than were sent, and the
 // coalesced outcome must show in mxgate's metrics.
-func TestCoalescingAgainstDendrite(t *testing.T) {
-	needGateways(t)
+func TestCoalescing(t *testing.T) {
+	forEachHomeserver(t, testCoalescing)
+}
+
+func testCoalescing(t *testing.T, s *hsEnv) {
 	checkGoroutineLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	owner := newClient(t, env.dendrite.url, newTransport(t))
+	owner := newClient(t, s.hs.url(), newTransport(t))
 	if _, err := register(ctx, owner, "tabs-"+uniqueSuffix(), "tabs-password"); err != nil {
 		t.Fatal(err)
 	}
@@ -33,17 +36,17 @@ func TestCoalescingAgainstDendrite(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create room: %v", err)
 	}
-	before, err := scrapeMetrics(ctx, env.tight.admin)
+	before, err := scrapeMetrics(ctx, s.tight.admin)
 	if err != nil {
 		t.Fatalf("metrics: %v", err)
 	}
-	env.probe.reset()
+	s.probe.reset()
 
 	rec := newRecorder(newTransport(t), true)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for range coalesceCopies {
-		cli := newClient(t, env.tight.url, rec)
+		cli := newClient(t, s.tight.url, rec)
 		cli.SetCredentials(owner.UserID, owner.AccessToken)
 		cli.DefaultHTTPRetries = 10 // in case a copy is shed before it can join the leader
 		wg.Add(1)
@@ -74,16 +77,16 @@ func TestCoalescingAgainstDendrite(t *testing.T) {
 			t.Fatalf("coalesced copies got different answers:\n%s\n%s", answers[0], a)
 		}
 	}
-	after, err := scrapeMetrics(ctx, env.tight.admin)
+	after, err := scrapeMetrics(ctx, s.tight.admin)
 	if err != nil {
 		t.Fatalf("metrics: %v", err)
 	}
 	m := map[string]string{"class": "room_state", "outcome": "coalesced"}
 	coalesced := metricSum(after, "mxgate_requests_total", m) - metricSum(before, "mxgate_requests_total", m)
-	upstream := env.probe.totalOf("room_state")
-	t.Logf("%d identical requests: %d reached Dendrite, %v counted as coalesced", coalesceCopies, upstream, coalesced)
+	upstream := s.probe.totalOf("room_state")
+	t.Logf("%d identical requests: %d reached %s, %v counted as coalesced", coalesceCopies, upstream, s.name, coalesced)
 	if upstream >= coalesceCopies {
-		t.Errorf("Dendrite saw %d of %d identical /state requests; coalescing shared none", upstream, coalesceCopies)
+		t.Errorf("%s saw %d of %d identical /state requests; coalescing shared none", s.name, upstream, coalesceCopies)
 	}
 	if coalesced == 0 {
 		t.Errorf("mxgate_requests_total{class=\"room_state\",outcome=\"coalesced\"} did not grow")

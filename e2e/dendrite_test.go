@@ -50,6 +50,7 @@ func provisionDendrite(ctx context.Context, binDir string) error {
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // released on close anyway
 
 	if dendriteInstalled(ctx, binDir) {
+		progress("Dendrite v%s: cached in %s", dendriteVersion, binDir)
 		return nil
 	}
 	installCtx, cancel := context.WithTimeout(ctx, 20*time.Minute)
@@ -58,9 +59,11 @@ func provisionDendrite(ctx context.Context, binDir string) error {
 	for _, c := range dendriteCommands {
 		args = append(args, "github.com/matrix-org/dendrite/cmd/"+c+"@v"+dendriteVersion)
 	}
-	fmt.Fprintf(os.Stderr, "e2e: installing Dendrite v%s into %s (one-time, takes minutes)\n", dendriteVersion, binDir)
+	done := step("installing Dendrite v%s into %s (one-time, takes minutes)", dendriteVersion, binDir)
 	// Run outside the mxgate module so its go.mod plays no part.
-	return runCommand(installCtx, binDir, []string{"GOBIN=" + binDir}, "go", args...)
+	err = runCommand(installCtx, binDir, []string{"GOBIN=" + binDir}, "go", args...)
+	done(err)
+	return err
 }
 
 // dendriteInstalled reports whether every program is present and the server
@@ -78,9 +81,10 @@ func dendriteInstalled(ctx context.Context, binDir string) bool {
 }
 
 // dendrite is a running homeserver with SQLite databases in its own folder.
+// It keeps its address across restarts.
 type dendrite struct {
-	proc *process
-	url  string // http://127.0.0.1:PORT
+	binDir, dir, cfgPath, addr string
+	proc                       *process
 }
 
 // startDendrite generates keys and a CI config in dir, then starts Dendrite on
@@ -101,27 +105,49 @@ func startDendrite(ctx context.Context, binDir, dir string) (*dendrite, error) {
 	if err := os.WriteFile(cfgPath, []byte(tuned), 0o600); err != nil {
 		return nil, err
 	}
-	// Dendrite runs in dir (the key path in the config is relative to it), so
-	// nothing it writes lands in the source tree.
 	addrs, err := freeLoopbackAddrs(1)
 	if err != nil {
 		return nil, err
 	}
-	addr := addrs[0]
-	p, err := startProcess("dendrite", dir, filepath.Join(dir, "dendrite.log"), nil,
-		filepath.Join(binDir, "dendrite"),
-		"-config", cfgPath, "-http-bind-address", addr, "-really-enable-open-registration")
-	if err != nil {
-		return nil, err
-	}
-	d := &dendrite{proc: p, url: "http://" + addr}
-	readyCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	if err := waitHTTP(readyCtx, p, d.url+"/_matrix/client/versions"); err != nil {
-		p.stop(5 * time.Second)
+	d := &dendrite{binDir: binDir, dir: dir, cfgPath: cfgPath, addr: addrs[0]}
+	if err := d.start(ctx); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// start runs Dendrite on d.addr and waits until it answers. Dendrite runs in
+// its folder (the key path in the config is relative to it), so nothing it
+// writes lands in the source tree.
+func (d *dendrite) start(ctx context.Context) error {
+	p, err := startProcess("dendrite", d.dir, filepath.Join(d.dir, "dendrite.log"), nil,
+		filepath.Join(d.binDir, "dendrite"),
+		"-config", d.cfgPath, "-http-bind-address", d.addr, "-really-enable-open-registration")
+	if err != nil {
+		return err
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := waitHTTP(readyCtx, p, d.url()+"/_matrix/client/versions"); err != nil {
+		p.stop(5 * time.Second)
+		return err
+	}
+	d.proc = p
+	return nil
+}
+
+func (d *dendrite) url() string { return "http://" + d.addr }
+
+func (d *dendrite) stop() {
+	if d.proc != nil {
+		d.proc.stop(10 * time.Second)
+	}
+}
+
+// restart stops Dendrite and starts it again on the same port and databases.
+func (d *dendrite) restart(ctx context.Context) error {
+	d.stop()
+	return d.start(ctx)
 }
 
 // tuneDendriteConfig edits the `generate-config -ci` output: Dendrite's own

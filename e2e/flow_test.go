@@ -18,7 +18,8 @@ import (
 )
 
 // largeMediaSize is the "large body" of the flow: big enough to span many
-// reads and writes in every proxy layer, below Dendrite's 10 MB upload cap.
+// reads and writes in every proxy layer, below Dendrite's 10 MB upload cap
+// (Synapse's is 50 MB).
 const largeMediaSize = 5 << 20
 
 // longPollTimeout is the /sync timeout of the wake-up step; the step must
@@ -46,7 +47,7 @@ type flowRun struct {
 // runClientFlow drives two mautrix users through every client call the
 // transparency test covers, against base, recording what each call received.
 // tag makes the run's user names unique on the shared homeserver.
-func runClientFlow(t *testing.T, ctx context.Context, base, tag string) *flowRun {
+func runClientFlow(t *testing.T, ctx context.Context, s *hsEnv, base, tag string) *flowRun {
 	t.Helper()
 	rec := newRecorder(newTransport(t), true)
 	run := &flowRun{base: base, names: map[string]string{}}
@@ -104,7 +105,7 @@ func runClientFlow(t *testing.T, ctx context.Context, base, tag string) *flowRun
 	must("read markers", bob.SetReadMarkers(ctx, room, &mautrix.ReqSetReadMarkers{Read: last, FullyRead: last}))
 	step("read_markers", false)
 
-	initial := settledInitialSync(t, ctx, run, bob, room, last)
+	initial := settledInitialSync(t, ctx, s, run, bob, room, last)
 	step("initial sync", false)
 
 	state, err := bob.State(ctx, room)
@@ -252,31 +253,31 @@ func longPollWake(t *testing.T, ctx context.Context, run *flowRun, sender, waite
 	return r.at.Sub(sentAt)
 }
 
-// settledInitialSync waits until Dendrite's sync stream, which is fed
-// asynchronously, has caught up with the flow so far (the last message in the
-// timeline, the read marker in the room's account data), then makes the one
+// settledInitialSync waits until the homeserver's sync stream, which
+// Dendrite feeds asynchronously, has caught up with the flow so far (the last
+// message in the timeline, the read marker in the room's account data), then makes the one
 // recorded initial /sync through cli. The waiting polls go straight to
-// Dendrite with the same token, so they neither get recorded nor use up the
+// the homeserver with the same token, so they neither get recorded nor use up the
 // per-user sync_initial rate budget at the gateway.
-func settledInitialSync(t *testing.T, ctx context.Context, run *flowRun, cli *mautrix.Client,
+func settledInitialSync(t *testing.T, ctx context.Context, s *hsEnv, run *flowRun, cli *mautrix.Client,
 	room id.RoomID, last id.EventID) *mautrix.RespSync {
 	t.Helper()
 	settled := func(resp *mautrix.RespSync) bool {
 		joined := resp.Rooms.Join[room]
 		return timelineHas(resp, room, last) && joined != nil && hasEventType(joined.AccountData.Events, event.AccountDataFullyRead)
 	}
-	poller := newClient(t, env.dendrite.url, newTransport(t))
+	poller := newClient(t, s.hs.url(), newTransport(t))
 	poller.SetCredentials(cli.UserID, cli.AccessToken)
 	for i := 0; ; i++ {
 		resp, err := poller.SyncRequest(ctx, 0, "", "", false, "")
 		if err != nil {
-			t.Fatalf("initial sync directly against Dendrite: %v", err)
+			t.Fatalf("initial sync directly against %s: %v", s.name, err)
 		}
 		if settled(resp) {
 			break
 		}
 		if i == 50 {
-			t.Fatalf("Dendrite's initial sync never showed the last message and read marker")
+			t.Fatalf("%s's initial sync never showed the last message and read marker", s.name)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -285,7 +286,7 @@ func settledInitialSync(t *testing.T, ctx context.Context, run *flowRun, cli *ma
 		t.Fatalf("initial sync via %s: %v", run.base, err)
 	}
 	if !settled(resp) {
-		t.Fatalf("initial sync via %s lacks the last message or read marker Dendrite already serves", run.base)
+		t.Fatalf("initial sync via %s lacks the last message or read marker %s already serves", run.base, s.name)
 	}
 	return resp
 }

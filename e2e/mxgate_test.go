@@ -110,6 +110,45 @@ func startGatewayTight(ctx context.Context, bin, dir, upstreamHostPort string) (
 	return readyGateway(ctx, p, listen, admin)
 }
 
+// unthrottledCaddyfile is mxgate's built-in defaults (coalescing included)
+// but without sync_initial's per-user rate limit, so a test can race many
+// initial syncs of one user instead of having most of them refused.
+const unthrottledCaddyfile = `{
+	admin %s
+	persist_config off
+	auto_https off
+}
+
+http://%s {
+	mxgate {
+		class sync_initial {
+			rate 1000 1000
+		}
+	}
+	reverse_proxy %s
+}
+`
+
+// startGatewayUnthrottled runs `mxgate run` with unthrottledCaddyfile in
+// front of upstreamHostPort.
+func startGatewayUnthrottled(ctx context.Context, bin, dir, upstreamHostPort string) (*gateway, error) {
+	addrs, err := freeLoopbackAddrs(2)
+	if err != nil {
+		return nil, err
+	}
+	listen, admin := addrs[0], addrs[1]
+	cfg := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(unthrottledCaddyfile, admin, listen, upstreamHostPort)), 0o600); err != nil {
+		return nil, err
+	}
+	p, err := startProcess("mxgate-unthrottled", dir, filepath.Join(dir, "mxgate-unthrottled.log"), mxgateEnv(dir),
+		bin, "run", "--config", cfg, "--adapter", "caddyfile")
+	if err != nil {
+		return nil, err
+	}
+	return readyGateway(ctx, p, listen, admin)
+}
+
 // readyGateway waits until both the proxied client API and the admin
 // endpoint answer.
 func readyGateway(ctx context.Context, p *process, listen, admin string) (*gateway, error) {

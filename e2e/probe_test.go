@@ -9,7 +9,7 @@ import (
 	"sync"
 )
 
-// upstreamProbe is a transparent reverse proxy between a gateway and Dendrite
+// upstreamProbe is a transparent reverse proxy between a gateway and a homeserver
 // that records, per capped class, how many requests it saw and the most it
 // saw in flight at once: the homeserver's view of whether mxgate's cap held
 // and whether coalescing saved it work.

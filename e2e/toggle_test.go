@@ -14,12 +14,15 @@ import (
 // gateway: an initial sync then gets M_LIMIT_EXCEEDED while incremental syncs
 // keep working; restoring the class lets initial syncs through again.
 func TestOperatorToggle(t *testing.T) {
-	needGateways(t)
+	forEachHomeserver(t, testOperatorToggle)
+}
+
+func testOperatorToggle(t *testing.T, s *hsEnv) {
 	checkGoroutineLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	cli := newClient(t, env.gateway.url, newTransport(t))
+	cli := newClient(t, s.gateway.url, newTransport(t))
 	if _, err := register(ctx, cli, "toggle-"+uniqueSuffix(), "toggle-password"); err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +31,7 @@ func TestOperatorToggle(t *testing.T) {
 		t.Fatalf("initial sync before shedding: %v", err)
 	}
 
-	shedURL := env.gateway.admin + "/mxgate/shed"
+	shedURL := s.gateway.admin + "/mxgate/shed"
 	status, body, err := adminDo(ctx, http.MethodPost, shedURL,
 		map[string]string{"class": "sync_initial", "mode": "shed", "for": "1m", "reason": "e2e"})
 	if err != nil {

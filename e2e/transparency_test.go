@@ -8,17 +8,20 @@ import (
 	"time"
 )
 
-// TestTransparency runs the same mautrix client flow directly against
-// Dendrite and through `mxgate gateway`, and requires every call to get the
+// TestTransparency runs the same mautrix client flow directly against the
+// homeserver and through `mxgate gateway`, and requires every call to get the
 // same status and the same JSON, modulo ids and times.
 func TestTransparency(t *testing.T) {
-	needGateways(t)
+	forEachHomeserver(t, testTransparency)
+}
+
+func testTransparency(t *testing.T, s *hsEnv) {
 	checkGoroutineLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	suffix := uniqueSuffix()
-	direct := runClientFlow(t, ctx, env.dendrite.url, "d"+suffix)
-	via := runClientFlow(t, ctx, env.gateway.url, "g"+suffix)
+	direct := runClientFlow(t, ctx, s, s.hs.url(), "d"+suffix)
+	via := runClientFlow(t, ctx, s, s.gateway.url, "g"+suffix)
 
 	compareFlows(t, direct, via)
 	// The long poll must be woken by the message, not by its own timeout.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mxgate/mxgate/herd"
 	"github.com/mxgate/mxgate/matrix"
 )
 
@@ -31,18 +32,17 @@ type Config struct {
 	Herd HerdConfig
 	// Shed lists classes shed from start (the Caddyfile's `shed CLASS`).
 	Shed []matrix.Class
-	// ShareRoomState serves one fetch of a herd room's /state and
-	// /joined_members to every requester verified as joined (sharestate.go).
-	ShareRoomState bool
 
-	// Adaptive turns on the gradient in-flight limit per class
-	// (adaptive.go); the class's MaxInflight is then its ceiling.
-	Adaptive [matrix.NumClasses]bool
 	// RideThrough rides through upstream restarts (ridethrough.go).
 	RideThrough RideThroughConfig
 	// ErrorShed sheds sheddable classes while the upstream fails
 	// (errorshed.go).
 	ErrorShed ErrorShedConfig
+	// CORS is what mxgate's own answers tell browsers (cors.go).
+	CORS CORSConfig
+	// MaxToggleDuration is the longest an operator toggle may last
+	// (control.go); a forgotten shed must end.
+	MaxToggleDuration time.Duration
 }
 
 // HerdConfig configures herd detection and mitigation.
@@ -69,17 +69,20 @@ func DefaultConfig() Config {
 		LIFOAfter:     DefaultLIFOAfter,
 		Classes:       matrix.DefaultLimits,
 		Herd: HerdConfig{
-			Window:        10 * time.Second,
-			MinUsers:      50,
+			Window:        herd.DefaultHerdWindow,
+			MinUsers:      herd.DefaultHerdMinUsers,
 			RetryAfterMin: matrix.DefaultRetryAfterMin,
 			RetryAfterMax: 3 * matrix.DefaultRetryAfterMax,
 		},
 		RideThrough: DefaultRideThrough(),
 		ErrorShed:   DefaultErrorShed(),
+		CORS:        DefaultCORS(),
+
+		MaxToggleDuration: DefaultMaxToggleDuration,
 	}
 }
 
-// Validate reports the first setting that cannot work, naming it as the
+// Validate reports every setting that cannot work, each named as the
 // Caddyfile does.
 func (c *Config) Validate() error {
 	var errs []error
@@ -89,23 +92,19 @@ func (c *Config) Validate() error {
 	if c.RetryAfterMin <= 0 || c.RetryAfterMax < c.RetryAfterMin {
 		errs = append(errs, fmt.Errorf("retry_after needs 0 < min <= max, got %v %v", c.RetryAfterMin, c.RetryAfterMax))
 	}
+	if c.MaxToggleDuration <= 0 {
+		errs = append(errs, fmt.Errorf("max_toggle_duration must be positive, got %v", c.MaxToggleDuration))
+	}
 	if c.LIFOAfter < 0 {
 		errs = append(errs, fmt.Errorf("lifo_after must be >= 0, got %v", c.LIFOAfter))
 	}
 	for i, l := range c.Classes {
-		name := matrix.Class(i).String()
-		if l.MaxInflight < 0 || l.Queue < 0 || l.QueueTimeout < 0 || l.Rate < 0 || l.Burst < 0 || l.Coalesce < 0 {
-			errs = append(errs, fmt.Errorf("class %s: limits must not be negative", name))
-		}
-		if l.Queue > 0 && l.QueueTimeout <= 0 {
-			errs = append(errs, fmt.Errorf("class %s: a queue needs a queue_timeout > 0 (every wait is bounded)", name))
-		}
-		if l.Rate > 0 && l.Burst < 1 {
-			errs = append(errs, fmt.Errorf("class %s: rate needs a burst of at least 1", name))
+		if err := l.Validate(matrix.Class(i)); err != nil {
+			errs = append(errs, fmt.Errorf("class %s: %w", matrix.Class(i), err))
 		}
 	}
 	h := c.Herd
-	if c.ShareRoomState && h.MinUsers <= 0 {
+	if c.Classes[matrix.RoomState].ShareState && h.MinUsers <= 0 {
 		errs = append(errs, errors.New("share_state needs herd detection (it acts only during a herd)"))
 	}
 	if h.MinUsers < 0 || (h.MinUsers > 0 && h.Window <= 0) {

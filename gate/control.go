@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/mxgate/mxgate/limiter"
@@ -19,15 +20,27 @@ var ErrBadToggle = errors.New("invalid toggle")
 // class and kept in the state file.
 const MaxReasonLen = 256
 
+// DefaultToggleDuration is how long an operator toggle lasts unless its
+// maker says otherwise: the admin API's and the command line's default.
+const DefaultToggleDuration = 15 * time.Minute
+
+// DefaultMaxToggleDuration caps how long an operator toggle may last unless
+// max_toggle_duration says otherwise: a forgotten shed must end.
+const DefaultMaxToggleDuration = 24 * time.Hour
+
 // SetToggle puts an operator toggle in force at once, replacing any toggle
 // with the same key. t.Target is a class name, or "*" with Priority
 // "sheddable" or "normal" for a brownout (critical classes are never shed by
-// a brownout); t.Until must be after t.Since. Validation errors wrap
-// ErrBadToggle. A *limiter.NotPersistedError means the toggle is in force
-// but was not saved.
+// a brownout); t.Until must be after t.Since, by at most the config's
+// MaxToggleDuration. Validation errors wrap ErrBadToggle. A
+// *limiter.NotPersistedError means the toggle is in force but was not
+// saved.
 func (g *Gate) SetToggle(t limiter.Toggle) error {
 	if err := validateToggle(t); err != nil {
 		return err
+	}
+	if d, maxD := t.Until.Sub(t.Since), g.cfg.Load().MaxToggleDuration; d > maxD {
+		return fmt.Errorf("%w: it lasts %v, longer than max_toggle_duration %v", ErrBadToggle, d, maxD)
 	}
 	err := g.toggles.Put(t)
 	var npe *limiter.NotPersistedError

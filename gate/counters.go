@@ -19,6 +19,10 @@ const (
 	idxCoalesced
 	idxTimeout
 	idxCanceled
+	idxInvalid
+	idxWouldShed
+	idxWouldRateLimited
+	idxWouldTimeout
 	numOutcomes
 )
 
@@ -38,6 +42,14 @@ func outcomeIndex(o Outcome) int {
 		return idxTimeout
 	case OutcomeCanceled:
 		return idxCanceled
+	case OutcomeInvalid:
+		return idxInvalid
+	case OutcomeWouldShed:
+		return idxWouldShed
+	case OutcomeWouldRateLimited:
+		return idxWouldRateLimited
+	case OutcomeWouldTimeout:
+		return idxWouldTimeout
 	}
 	return -1
 }
@@ -52,6 +64,10 @@ type Counters struct {
 	Coalesced   uint64 `json:"coalesced"`
 	Timeout     uint64 `json:"timeout"`
 	Canceled    uint64 `json:"canceled"`
+	// Would-be refusals of shadow mode (shadow.go): let through.
+	WouldShed        uint64 `json:"would_shed,omitempty"`
+	WouldRateLimited uint64 `json:"would_rate_limited,omitempty"`
+	WouldTimeout     uint64 `json:"would_timeout,omitempty"`
 }
 
 // Refused is every request answered with a 429: shed, rate-limited or
@@ -68,5 +84,17 @@ func (c *outcomeCounters) snapshot(class matrix.Class) Counters {
 		Coalesced:   v[idxCoalesced].Load(),
 		Timeout:     v[idxTimeout].Load(),
 		Canceled:    v[idxCanceled].Load(),
+
+		WouldShed:        v[idxWouldShed].Load(),
+		WouldRateLimited: v[idxWouldRateLimited].Load(),
+		WouldTimeout:     v[idxWouldTimeout].Load(),
+	}
+}
+
+// count records one request's outcome in the metrics and the gate's totals.
+func (g *Gate) count(class matrix.Class, o Outcome) {
+	if i := outcomeIndex(o); i >= 0 {
+		g.metrics.of(class).outcomes[i].Inc()
+		g.counters[class][i].Add(1)
 	}
 }

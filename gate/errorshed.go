@@ -73,11 +73,11 @@ func (g *Gate) configureErrorShed(cfg *Config) {
 	es.tripped.Store(false)
 }
 
-// recordErrorShed counts one passed-on request: answered with status, or
-// not answered at all. A client that left is nobody's failure.
-func (g *Gate) recordErrorShed(answered bool, status int, now time.Time) {
+// recordErrorShed counts one attempt; a client's fault is nobody's failure
+// (failure.go).
+func (g *Gate) recordErrorShed(a attempt, now time.Time) {
 	st := g.errShed.state.Load()
-	counted, failed := upstreamOutcome(answered, status)
+	counted, failed := a.judged()
 	if st == nil || !counted {
 		return
 	}

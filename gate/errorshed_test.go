@@ -1,12 +1,15 @@
 package gate
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/testkit"
 
 	"github.com/mxgate/mxgate/limiter"
 	"github.com/mxgate/mxgate/matrix"
@@ -20,7 +23,7 @@ func TestErrorShedShedsSheddableClassesUntilRecovery(t *testing.T) {
 	cfg.Herd.MinUsers = 0
 	cfg.Classes[matrix.History].Coalesce = 0
 	cfg.ErrorShed = ErrorShedConfig{Enabled: true, Threshold: 0.5, MinSamples: 20, Window: time.Second}
-	g := newTestGate(t, cfg)
+	g := newTestGate(t, cfg, Options{})
 	var failing atomic.Bool
 	failing.Store(true)
 	h := g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -56,7 +59,7 @@ func TestErrorShedShedsSheddableClassesUntilRecovery(t *testing.T) {
 	}
 
 	failing.Store(false)
-	waitFor(t, "the 5xx signal to reset", func() bool {
+	testkit.Eventually(t, "the 5xx signal to reset", func() bool {
 		return serveReq(h, "POST", searchURL, "tok").Code == http.StatusOK
 	})
 	if g.Status(time.Now()).ErrorShed.Shedding {
@@ -69,13 +72,13 @@ func TestErrorShedShedsSheddableClassesUntilRecovery(t *testing.T) {
 func TestErrorShedYieldsToOperatorToggle(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.ErrorShed = ErrorShedConfig{Enabled: true, Threshold: 0.5, MinSamples: 1, Window: time.Minute}
-	g := newTestGate(t, cfg)
+	g := newTestGate(t, cfg, Options{})
 	now := time.Now()
 	if err := g.SetToggle(limiter.Toggle{Target: "search", Mode: limiter.ModeNormal, Reason: "keep search",
 		Since: now, Until: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	g.recordErrorShed(false, 0, now)
+	g.recordErrorShed(attempt{err: errors.New("no answer")}, now)
 	if !g.errShed.tripped.Load() {
 		t.Fatal("one failure with min_samples 1 did not trip")
 	}

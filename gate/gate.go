@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mxgate/mxgate/fleet"
 	"github.com/mxgate/mxgate/herd"
 	"github.com/mxgate/mxgate/limiter"
 	"github.com/mxgate/mxgate/matrix"
@@ -33,7 +34,12 @@ type Options struct {
 	// nil uses in-memory ones.
 	Rates   limiter.RateStore
 	Toggles limiter.ToggleStore
-	// Now is the clock; nil uses time.Now.
+	// Fleet, if set, makes the gate a member of a fleet of gateways sharing
+	// toggles, rates, herd counts and caps (fleet.go); the gate starts it
+	// and closes it with itself.
+	Fleet *fleet.Fleet
+	// Now is the clock; nil uses time.Now. It is called from several
+	// goroutines at once.
 	Now func() time.Time
 }
 
@@ -54,19 +60,21 @@ type Gate struct {
 
 	coalescer *herd.Coalescer
 	detector  atomic.Pointer[herd.Detector]
-	sharer    *stateSharer // share_state (sharestate.go)
+	sharer    *stateSharer   // share_state (sharestate.go)
+	accepted  acceptedTokens // tokens the homeserver accepted (identity.go)
 
 	counters outcomeCounters // per-class totals for Status (counters.go)
 	upstream upstreamHealth  // upstream answers for UpstreamHealth (health.go)
+	errShed  errorShed       // 5xx shedding (errorshed.go)
 
-	// Issue 7: adaptive limits, ride-through, 5xx shedding.
-	adaptive adaptiveLimits // adaptive.go
-	ride     rideThrough    // ridethrough.go
-	errShed  errorShed      // errorshed.go
+	shadow shadowState // shadow mode's would-be queues and log (shadow.go)
+	fleet  fleetHooks  // fleet.go
 
-	stop     chan struct{}
-	stopOnce sync.Once
-	done     chan struct{}
+	stop          chan struct{}
+	stopOnce      sync.Once
+	done          chan struct{} // closed when housekeep returns
+	wake          chan struct{} // cap 1: the upstream's state changed (supervise.go)
+	superviseDone chan struct{} // closed when superviseUpstream returns
 }
 
 // New builds a gate for cfg and starts its housekeeping (toggle expiry,
@@ -84,6 +92,9 @@ func New(cfg Config, opts Options) (*Gate, error) {
 		now:      opts.Now,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
+
+		wake:          make(chan struct{}, 1),
+		superviseDone: make(chan struct{}),
 	}
 	if g.rates == nil {
 		g.rates = limiter.NewMemoryRates(0)
@@ -103,19 +114,21 @@ func New(cfg Config, opts Options) (*Gate, error) {
 	if g.now == nil {
 		g.now = time.Now
 	}
-	g.adm = limiter.NewAdmission(admissionConfig(&cfg), g.now)
+	g.joinFleet(opts.Fleet) // fleet.go: shared stores, then caps scaled to the share
+	g.adm = limiter.NewAdmission(g.admissionConfig(&cfg), g.now)
 	g.coalescer = newCoalescer()
 	g.sharer = newStateSharer()
+	g.accepted = newAcceptedTokens()
 	g.detector.Store(newDetector(cfg.Herd))
 	g.cfg.Store(&cfg)
-	g.ride.wake, g.ride.done = make(chan struct{}, 1), make(chan struct{})
-	g.configureResilience(&cfg) // adaptive.go
+	g.configureErrorShed(&cfg)
 	if err := g.applyStartupSheds(&cfg); err != nil {
+		g.leaveFleet()
 		return nil, err
 	}
 	g.refreshModes(g.now())
 	go g.housekeep()
-	go g.superviseUpstream() // ride-through probes and slow start (ridethrough.go)
+	go g.superviseUpstream() // ride-through probes and slow start (supervise.go)
 	return g, nil
 }
 
@@ -129,8 +142,9 @@ func (g *Gate) Configure(cfg Config) error {
 		g.detector.Store(newDetector(cfg.Herd))
 	}
 	g.cfg.Store(&cfg)
-	g.adm.Configure(admissionConfig(&cfg))
-	g.configureResilience(&cfg)  // adaptive.go
+	g.configureAdmission(&cfg) // scaled to the fleet share (fleet.go)
+	g.configureErrorShed(&cfg)
+	g.wakeSupervisor()           // the probe schedule may have changed
 	g.dropStaleConfigSheds(&cfg) // a `shed` removed from the config ends (control.go)
 	if err := g.applyStartupSheds(&cfg); err != nil {
 		return err
@@ -145,7 +159,8 @@ func (g *Gate) Configure(cfg Config) error {
 func (g *Gate) Close() {
 	g.stopOnce.Do(func() { close(g.stop) })
 	<-g.done
-	<-g.ride.done
+	<-g.superviseDone
+	g.leaveFleet() // fleet.go
 }
 
 // Config returns the configuration in force.
@@ -153,20 +168,6 @@ func (g *Gate) Config() Config { return *g.cfg.Load() }
 
 // Toggles returns the gate's toggle store, for the admin API.
 func (g *Gate) Toggles() limiter.ToggleStore { return g.toggles }
-
-func admissionConfig(cfg *Config) limiter.Config {
-	ac := limiter.Config{MaxInflight: cfg.MaxInflight, Classes: make([]limiter.ClassLimits, matrix.NumClasses)}
-	for i, l := range cfg.Classes {
-		ac.Classes[i] = limiter.ClassLimits{
-			MaxInflight:  l.MaxInflight,
-			Queue:        l.Queue,
-			QueueTimeout: l.QueueTimeout,
-			LIFOAfter:    cfg.LIFOAfter,
-			OwnBudget:    l.OwnBudget,
-		}
-	}
-	return ac
-}
 
 // StartupShedDuration is how long a Caddyfile `shed CLASS` lasts: toggles
 // always expire, and a config reload renews it.
@@ -182,41 +183,6 @@ func (g *Gate) applyStartupSheds(cfg *Config) error {
 		}
 	}
 	return nil
-}
-
-// refreshModes re-derives the per-class modes when the toggle store changed
-// or a toggle expired, and applies queue-mode pauses to admission.
-func (g *Gate) refreshModes(now time.Time) *modeTable {
-	// The version is read before the toggles: a change racing with this
-	// refresh then leaves a table marked older than the store, which the
-	// next call rebuilds. (Read after, a table built from the old toggles
-	// could be marked current and stick.)
-	v := g.toggles.Version()
-	if cur := g.modes.Load(); g.modesCurrent(cur, v, now) {
-		return cur
-	}
-	g.modesMu.Lock() // one rebuild at a time, so pauses are applied in order
-	defer g.modesMu.Unlock()
-	if cur := g.modes.Load(); g.modesCurrent(cur, v, now) {
-		return cur
-	}
-	active := g.toggles.Active(now)
-	next := resolveModes(active, &g.cfg.Load().Classes, v)
-	g.applyErrorShed(next, active, &g.cfg.Load().Classes) // derived 5xx shedding (errorshed.go)
-	g.modes.Store(next)
-	for c := range next.modes {
-		m := next.modes[c].mode
-		g.adm.SetPaused(c, m == limiter.ModeQueue)
-		g.metrics.ShedMode.WithLabelValues(matrix.Class(c).String()).Set(float64(m))
-	}
-	return next
-}
-
-// modesCurrent reports whether t still describes the toggles of version v
-// at now.
-func (g *Gate) modesCurrent(t *modeTable, v uint64, now time.Time) bool {
-	return t != nil && t.version == v && t.errorShed == g.errShed.tripped.Load() &&
-		(t.expires.IsZero() || now.Before(t.expires))
 }
 
 // housekeepInterval bounds how late an expired toggle is noticed when no
@@ -235,7 +201,7 @@ func (g *Gate) housekeep() {
 			now := g.now()
 			g.evaluateErrorShed(now) // before refreshModes, which applies it
 			g.refreshModes(now)
-			g.pushDynamicCaps(now) // adaptive limits and slow start (adaptive.go)
+			g.rebalanceFleet() // a gateway joined or left (fleet.go)
 			g.updateGauges()
 			g.updateHerdGauges(now)
 		}

@@ -10,13 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxgate/mxgate/internal/testkit"
+
 	"github.com/mxgate/mxgate/limiter"
 	"github.com/mxgate/mxgate/matrix"
 )
 
-func newTestGate(t *testing.T, cfg Config) *Gate {
+// newTestGate builds a gate for cfg and opts that closes when the test ends.
+func newTestGate(t *testing.T, cfg Config, opts Options) *Gate {
 	t.Helper()
-	g, err := New(cfg, Options{})
+	g, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,11 +61,10 @@ const (
 )
 
 func TestStartupShedAndExpiry(t *testing.T) {
-	now := time.Unix(1000, 0)
-	clock := func() time.Time { return now }
+	clock := testkit.NewClock(time.Unix(1000, 0))
 	cfg := DefaultConfig()
 	cfg.Shed = []matrix.Class{matrix.Search}
-	g, err := New(cfg, Options{Now: clock})
+	g, err := New(cfg, Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +77,7 @@ func TestStartupShedAndExpiry(t *testing.T) {
 	if rec := serveReq(h, "PUT", sendPath, "tok"); rec.Code != 200 {
 		t.Fatalf("send shed along with search: %d", rec.Code)
 	}
-	now = now.Add(StartupShedDuration + time.Second)
+	clock.Advance(StartupShedDuration + time.Second)
 	if rec := serveReq(h, "POST", searchURL, "tok"); rec.Code != 200 {
 		t.Fatalf("expired toggle still sheds: %d", rec.Code)
 	}
@@ -121,7 +123,7 @@ func TestRateLimitPerUser(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Classes[matrix.Search].Rate = 1
 	cfg.Classes[matrix.Search].Burst = 2
-	h := newTestGate(t, cfg).Middleware(okHandler())
+	h := newTestGate(t, cfg, Options{}).Middleware(okHandler())
 	for i := 0; i < 2; i++ {
 		if rec := serveReq(h, "POST", searchURL, "alice"); rec.Code != 200 {
 			t.Fatalf("burst request %d: %d", i, rec.Code)
@@ -151,16 +153,10 @@ func TestQueueModePausesUntilRestored(t *testing.T) {
 	}
 	done := make(chan int, 1)
 	go func() { done <- serveReq(h, "GET", statePath, "tok").Code }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, cs := g.adm.Snapshot(); cs[matrix.RoomState].Queued == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("request not held in queue")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(t, "the request held in the queue", func() bool {
+		_, cs := g.adm.Snapshot()
+		return cs[matrix.RoomState].Queued == 1
+	})
 	if _, err := toggles.Remove("room_state", time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -174,19 +170,13 @@ func TestQueueModePausesUntilRestored(t *testing.T) {
 	}
 	g.Close()
 	g.Close() // idempotent
-	deadline = time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if runtime.NumGoroutine() > before {
-		t.Fatalf("goroutines leaked: %d > %d", runtime.NumGoroutine(), before)
-	}
+	testkit.CheckGoroutines(t, before)
 }
 
 func TestCancelledWhileQueuedNeverReachesNext(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Classes[matrix.RoomState].MaxInflight = 1
-	g := newTestGate(t, cfg)
+	g := newTestGate(t, cfg, Options{})
 	release := make(chan struct{})
 	calls := make(chan struct{}, 10)
 	h := g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -204,12 +194,10 @@ func TestCancelledWhileQueuedNeverReachesNext(t *testing.T) {
 			return nil
 		})
 	}()
-	for {
-		if _, cs := g.adm.Snapshot(); cs[matrix.RoomState].Queued == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(t, "the request to queue", func() bool {
+		_, cs := g.adm.Snapshot()
+		return cs[matrix.RoomState].Queued == 1
+	})
 	cancel()
 	err := <-errc
 	rej, ok := err.(*Rejection)

@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,30 +27,20 @@ func (u *upstreamHealth) errorRate() *limiter.ErrorRate {
 	return u.rate
 }
 
-// record counts one passed-on request: answered says whether the upstream
-// wrote a response (of status); a request that got none failed to connect
-// or read. A client that left is nobody's failure and is not counted.
-func (u *upstreamHealth) record(answered bool, status int, now time.Time) {
-	counted, failed := upstreamOutcome(answered, status)
+// record counts one attempt: one the upstream answered, or one that got no
+// answer (it failed to connect or read). A client's fault is nobody's
+// failure and is not counted (failure.go).
+func (u *upstreamHealth) record(a attempt, now time.Time) {
+	counted, failed := a.judged()
 	if !counted {
 		return
 	}
 	u.errorRate().Record(failed, now)
-	if answered {
+	if a.answered() {
 		u.lastAnswer.Store(now.UnixNano())
 	} else {
 		u.lastFailure.Store(now.UnixNano())
 	}
-}
-
-// upstreamOutcome is how the upstream error windows (health, 5xx shedding)
-// see one passed-on request: a client that left is nobody's failure and is
-// not counted; a 5xx, or no answer at all, is a failure.
-func upstreamOutcome(answered bool, status int) (counted, failed bool) {
-	if !answered && status == StatusClientClosed {
-		return false, false
-	}
-	return true, !answered || status >= 500
 }
 
 // UpstreamHealth is what the gate observed of its upstream.
@@ -85,6 +76,58 @@ func (g *Gate) UpstreamHealth(now time.Time) UpstreamHealth {
 	if latest := max(answer, failure); latest != 0 && now.Sub(time.Unix(0, latest)) <= HealthWindow {
 		ok := answer >= failure
 		h.Reachable = &ok
+	}
+	return h
+}
+
+// Health is the gate's verdict on its upstream. Status is "down" (the
+// upstream does not answer), "degraded" (it answers, but at least
+// DegradedRatio of the last minute's requests failed), "unknown" (no
+// traffic and nothing to dial), or "ok".
+type Health struct {
+	Status string `json:"status"`
+	// Reachable and how it was judged: "dial" (the upstream probe, a TCP
+	// connect to Config.UpstreamAddr, just now) or "traffic" (the latest
+	// upstream answer or failure within HealthWindow); absent when unknown.
+	Reachable *bool          `json:"reachable,omitempty"`
+	Source    string         `json:"source,omitempty"`
+	Dial      string         `json:"dial,omitempty"`
+	DialError string         `json:"dial_error,omitempty"`
+	Upstream  UpstreamHealth `json:"upstream"`
+}
+
+// DegradedRatio is the 5xx share over HealthWindow from which the upstream
+// counts as degraded; MinDegradedSamples avoids judging on a handful of
+// requests.
+const (
+	DegradedRatio      = 0.1
+	MinDegradedSamples = 10
+)
+
+// Health judges the upstream at now: by the upstream probe when an address
+// is configured (the same probe ride-through uses), else by traffic.
+func (g *Gate) Health(ctx context.Context, now time.Time) Health {
+	h := Health{Upstream: g.UpstreamHealth(now), Dial: g.cfg.Load().UpstreamAddr}
+	if h.Dial != "" {
+		err := g.probeDial(ctx)
+		ok := err == nil
+		if !ok {
+			h.DialError = err.Error()
+		}
+		h.Reachable, h.Source = &ok, "dial"
+	} else if h.Upstream.Reachable != nil {
+		h.Reachable, h.Source = h.Upstream.Reachable, "traffic"
+	}
+	up := h.Upstream
+	switch {
+	case h.Reachable != nil && !*h.Reachable:
+		h.Status = "down"
+	case up.Responses >= MinDegradedSamples && up.ErrorRatio >= DegradedRatio:
+		h.Status = "degraded"
+	case h.Reachable == nil:
+		h.Status = "unknown"
+	default:
+		h.Status = "ok"
 	}
 	return h
 }

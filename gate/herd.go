@@ -1,10 +1,6 @@
 package gate
 
 import (
-	"context"
-	"errors"
-	"net/http"
-	"strings"
 	"time"
 
 	"github.com/mxgate/mxgate/herd"
@@ -23,22 +19,38 @@ const coalesceWaitExtra = time.Minute
 // again while the first answer is computed, as retrying mobile clients do.
 // No-store answers are still never cached after the group completes and
 // never shared across tokens.
+//
+// A leader's fetch is detached from its client so that the first client
+// leaving does not fail the others; once every one of them has gone it is
+// cancelled after coalesceOrphanGrace, so that a stuck upstream does not
+// hold the class's slot for nobody.
 func newCoalescer() *herd.Coalescer {
-	return herd.NewCoalescer(herd.CoalescerConfig{ShareNoStoreInFlight: true})
+	return herd.NewCoalescer(herd.CoalescerConfig{ShareNoStoreInFlight: true, OrphanGrace: coalesceOrphanGrace})
 }
+
+// coalesceOrphanGrace is how long an orphaned coalesced fetch may still be
+// joined by a new identical request before it is cancelled.
+const coalesceOrphanGrace = time.Second
 
 func newDetector(h HerdConfig) *herd.Detector {
 	return herd.NewDetector(herd.DetectorConfig{Window: h.Window, MinUsers: h.MinUsers})
 }
 
 // observeHerd records the request in the herd detector and returns the lane
-// it queues in: herd requests wait behind the rest of their class.
-func (g *Gate) observeHerd(cfg *Config, route matrix.Route, user matrix.TokenID, now time.Time) limiter.Lane {
+// it queues in: herd requests wait behind the rest of their class. Only a
+// token the homeserver has accepted counts as a user (made-up tokens cannot
+// declare a herd); every request still learns whether its room has one.
+func (g *Gate) observeHerd(cfg *Config, req *matrix.Request, now time.Time) limiter.Lane {
+	route := req.Route
 	if cfg.Herd.MinUsers <= 0 || route.Room == "" {
 		return limiter.LaneNormal
 	}
+	var user matrix.TokenID
+	if g.accepted.has(req.Credential.ID) {
+		user = req.Credential.ID
+	}
 	d := g.detector.Load()
-	active, started := d.Observe(route.Class, route.Room, user, now)
+	active, started := g.observeDetector(d, cfg, route, user, now) // with the fleet's count (fleet.go)
 	if started {
 		g.metrics.HerdsStarted.WithLabelValues(route.Class.String()).Inc()
 		h, _ := d.Lookup(route.Class, route.Room, now)
@@ -50,47 +62,6 @@ func (g *Gate) observeHerd(cfg *Config, route matrix.Route, user matrix.TokenID,
 		return limiter.LaneHerd
 	}
 	return limiter.LaneNormal
-}
-
-// coalesce serves r through its coalescing group: identical requests share
-// one upstream fetch (which holds one admission slot), and a repeat within
-// the class's coalesce TTL is answered from the completion cache. It
-// reports ok=false when r cannot be coalesced.
-func (g *Gate) coalesce(w http.ResponseWriter, r *http.Request, cfg *Config, class matrix.Class, lane limiter.Lane, now time.Time, next Next) (bool, error) {
-	limits := &cfg.Classes[class]
-	// Only the legacy unauthenticated media endpoints serve the same bytes
-	// to anyone; authenticated media must still check each token.
-	shared := limits.Shared && strings.HasPrefix(r.URL.Path, "/_matrix/media/")
-	key, ok := herd.KeyOf(r, shared)
-	if !ok {
-		return false, nil
-	}
-	client := r.Context()
-	outcome, err := g.coalescer.Do(w, r, key, limits.Coalesce, limits.QueueTimeout+coalesceWaitExtra,
-		func(w http.ResponseWriter, detached *http.Request) error {
-			return g.admitAndServe(client, w, detached, cfg, class, lane, now, next)
-		})
-	switch outcome {
-	case herd.Coalesced, herd.Cached:
-		var rej *Rejection
-		if errors.As(err, &rej) && rej.Outcome == OutcomeCanceled {
-			// The leader's client left while queued, so the leader never
-			// went upstream; this waiter goes through admission itself.
-			return true, g.admitAndServe(client, w, r, cfg, class, lane, now, next)
-		}
-		if rej != nil {
-			// The leader was refused: refuse this waiter too, with its own
-			// jittered Retry-After so the group does not return together.
-			return true, g.reject(cfg, class, rej.Outcome, rej.Reason, lane == limiter.LaneHerd, 0)
-		}
-		g.count(class, OutcomeCoalesced)
-	case herd.Abandoned:
-		if errors.Is(err, context.Canceled) || r.Context().Err() != nil {
-			return true, g.reject(cfg, class, OutcomeCanceled, "client went away while waiting", false, 0)
-		}
-		return true, g.reject(cfg, class, OutcomeTimeout, "timed out waiting for an identical "+class.String()+" request", lane == limiter.LaneHerd, 0)
-	}
-	return true, err
 }
 
 // herdStatuses lists the active herds for Status.

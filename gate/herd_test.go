@@ -1,10 +1,15 @@
 package gate
 
 import (
+	"github.com/mxgate/mxgate/internal/hsmodel"
+	"github.com/mxgate/mxgate/internal/testkit"
+	"github.com/mxgate/mxgate/limiter"
+
 	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,33 +21,35 @@ import (
 )
 
 func TestHerdDetectedInStatusAndMetrics(t *testing.T) {
-	now := time.Unix(5000, 0)
+	clock := testkit.NewClock(time.Unix(5000, 0))
 	cfg := DefaultConfig()
 	cfg.Herd.MinUsers, cfg.Herd.Window = 50, 10*time.Second
 	m := NewMetrics()
-	g, err := New(cfg, Options{Metrics: m, Now: func() time.Time { return now }})
+	g, err := New(cfg, Options{Metrics: m, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer g.Close()
 	h := g.Middleware(okHandler())
+	signIn(h, "spread-", 60)
+	signIn(h, "user-", 60)
 	// 60 users spread over 60 rooms: no herd.
 	for i := 0; i < 60; i++ {
 		serveReq(h, "GET", fmt.Sprintf("/_matrix/client/v3/rooms/%%21room%d%%3Ax/members", i), fmt.Sprint("spread-", i))
 	}
-	if hs := g.Status(now).Herds; len(hs) != 0 {
+	if hs := g.Status(clock.Now()).Herds; len(hs) != 0 {
 		t.Fatalf("herd declared for users spread over rooms: %+v", hs)
 	}
 	// 60 users on one room within the window: a herd.
 	for i := 0; i < 60; i++ {
 		serveReq(h, "GET", "/_matrix/client/v3/rooms/%21big%3Ax/members", fmt.Sprint("user-", i))
-		now = now.Add(50 * time.Millisecond)
+		clock.Advance(50 * time.Millisecond)
 	}
-	hs := g.Status(now).Herds
+	hs := g.Status(clock.Now()).Herds
 	if len(hs) != 1 || hs[0].Class != "room_state" || hs[0].Room != "%21big%3Ax" || hs[0].Users < 50 {
 		t.Fatalf("herds: %+v", hs)
 	}
-	g.updateHerdGauges(now)
+	g.updateHerdGauges(clock.Now())
 	if v := testutil.ToFloat64(m.HerdsActive.WithLabelValues("room_state")); v != 1 {
 		t.Fatalf("mxgate_herds_active{class=room_state} = %v", v)
 	}
@@ -50,8 +57,8 @@ func TestHerdDetectedInStatusAndMetrics(t *testing.T) {
 		t.Fatalf("mxgate_herds_total{class=room_state} = %v", v)
 	}
 	// The window passes without requests: the herd ends.
-	now = now.Add(11 * time.Second)
-	if hs := g.Status(now).Herds; len(hs) != 0 {
+	clock.Advance(11 * time.Second)
+	if hs := g.Status(clock.Now()).Herds; len(hs) != 0 {
 		t.Fatalf("herd outlived its window: %+v", hs)
 	}
 }
@@ -68,12 +75,57 @@ func (b *blockingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// What Synapse sends with every JSON answer.
 	w.Header().Set("Cache-Control", "no-cache, no-store, must-revalidate")
 	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"token":%q}`, matrix.AccessToken(r))
+	fmt.Fprintf(w, `{"token":%q}`, hsmodel.Dendrite(r.Header, r.URL.RawQuery).Token)
+}
+
+// signIn makes n tokens prefix0…prefixN-1 known to the gate as accepted by
+// the homeserver, as a client's first successful request does.
+func signIn(h http.Handler, prefix string, n int) {
+	for i := range n {
+		serveReq(h, "GET", "/_matrix/client/v3/account/whoami", fmt.Sprint(prefix, i))
+	}
+}
+
+// Made-up tokens the homeserver refuses never count as users: 60 of them on
+// one room are no herd, while 50 accepted tokens are.
+func TestHerdCountsOnlyAcceptedTokens(t *testing.T) {
+	now := time.Unix(5000, 0)
+	cfg := DefaultConfig()
+	cfg.Herd.MinUsers, cfg.Herd.Window = 50, 10*time.Second
+	g, err := New(cfg, Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	h := g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tok := hsmodel.Dendrite(r.Header, r.URL.RawQuery).Token; !strings.HasPrefix(tok, "real-") {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"errcode":"M_UNKNOWN_TOKEN"}`)
+			return
+		}
+		fmt.Fprint(w, `{}`)
+	}))
+	const members = "/_matrix/client/v3/rooms/%21big%3Ax/members"
+	signIn(h, "junk-", 60) // refused: still unknown
+	for i := range 60 {
+		serveReq(h, "GET", members, fmt.Sprint("junk-", i))
+		serveReq(h, "GET", members+"?access_token="+fmt.Sprint("junk2-", i), "")
+	}
+	if hs := g.Status(now).Herds; len(hs) != 0 {
+		t.Fatalf("made-up tokens declared a herd: %+v", hs)
+	}
+	signIn(h, "real-", 50)
+	for i := range 50 {
+		serveReq(h, "GET", members, fmt.Sprint("real-", i))
+	}
+	if hs := g.Status(now).Herds; len(hs) != 1 || hs[0].Users != 50 {
+		t.Fatalf("50 accepted users: herds %+v", hs)
+	}
 }
 
 func TestCoalescingOneTokenOneUpstreamFetch(t *testing.T) {
 	up := &blockingUpstream{release: make(chan struct{})}
-	g := newTestGate(t, DefaultConfig())
+	g := newTestGate(t, DefaultConfig(), Options{})
 	h := g.Middleware(up)
 	var wg sync.WaitGroup
 	var coalesced atomic.Int64
@@ -90,7 +142,7 @@ func TestCoalescingOneTokenOneUpstreamFetch(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, func() bool { return g.coalescer.Waiting() == 49 })
+	testkit.Eventually(t, "the waiters", func() bool { return g.coalescer.Waiting() == 49 })
 	close(up.release)
 	wg.Wait()
 	if n := up.calls.Load(); n != 1 {
@@ -111,7 +163,7 @@ func TestCoalescingOneTokenOneUpstreamFetch(t *testing.T) {
 func TestCoalescingNeverCrossesTokens(t *testing.T) {
 	up := &blockingUpstream{release: make(chan struct{})}
 	close(up.release)
-	h := newTestGate(t, DefaultConfig()).Middleware(up)
+	h := newTestGate(t, DefaultConfig(), Options{}).Middleware(up)
 	var wg sync.WaitGroup
 	for i := 0; i < 40; i++ {
 		wg.Add(1)
@@ -134,12 +186,12 @@ func TestCoalescingNeverCrossesTokens(t *testing.T) {
 func TestCoalescingLeaderLeavesWhileQueued(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Classes[matrix.RoomState].MaxInflight = 1
-	g := newTestGate(t, cfg)
+	g := newTestGate(t, cfg, Options{})
 	up := &blockingUpstream{release: make(chan struct{})}
 	h := g.Middleware(up)
 	// Occupy the only slot with another room's request.
 	go serveReq(h, "GET", "/_matrix/client/v3/rooms/%21other%3Ax/state", "blocker")
-	eventually(t, func() bool { return up.calls.Load() == 1 })
+	testkit.Eventually(t, "the waiters", func() bool { return up.calls.Load() == 1 })
 
 	leaderCtx, leave := context.WithCancel(context.Background())
 	leaderDone := make(chan struct{})
@@ -149,10 +201,10 @@ func TestCoalescingLeaderLeavesWhileQueued(t *testing.T) {
 		req.Header.Set("Authorization", "Bearer tok")
 		h.ServeHTTP(httptest.NewRecorder(), req)
 	}()
-	eventually(t, func() bool { _, cs := g.adm.Snapshot(); return cs[matrix.RoomState].Queued == 1 })
+	testkit.Eventually(t, "the waiters", func() bool { _, cs := g.adm.Snapshot(); return cs[matrix.RoomState].Queued == 1 })
 	waiter := make(chan *httptest.ResponseRecorder, 1)
 	go func() { waiter <- serveReq(h, "GET", statePath, "tok") }()
-	eventually(t, func() bool { return g.coalescer.Waiting() == 1 })
+	testkit.Eventually(t, "the waiters", func() bool { return g.coalescer.Waiting() == 1 })
 	leave()
 	<-leaderDone
 	close(up.release)
@@ -165,13 +217,59 @@ func TestCoalescingLeaderLeavesWhileQueued(t *testing.T) {
 	}
 }
 
-func eventually(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
+// In a herd's room, only classes that may be shed get the herd's wider
+// Retry-After: a send or a long-poll refused there is told to come back as
+// soon as any other.
+func TestHerdRetryRangeSparesCriticalClasses(t *testing.T) {
+	cfg := DefaultConfig()
+	for _, c := range []struct {
+		class matrix.Class
+		want  retryRange
+	}{
+		{matrix.Send, retryNormal},
+		{matrix.Sync, retryNormal},
+		{matrix.RoomState, retryHerd},
+		{matrix.SyncInitial, retryHerd},
+	} {
+		f := &flow{limits: &cfg.Classes[c.class], lane: limiter.LaneHerd}
+		if got := f.spread(); got != c.want {
+			t.Errorf("%s in a herd: range %d, want %d", c.class, got, c.want)
 		}
-		time.Sleep(time.Millisecond)
+		f.lane = limiter.LaneNormal
+		if got := f.spread(); got != retryNormal {
+			t.Errorf("%s outside a herd: range %d", c.class, got)
+		}
+	}
+}
+
+// A homeserver endpoint that answers anyone (GET /login) proves nothing
+// about a token: made-up tokens answered there still cannot declare a herd.
+func TestHerdIgnoresTokensOnlySeenOnOpenEndpoints(t *testing.T) {
+	cfg := DefaultConfig()
+	for c := range cfg.Classes {
+		cfg.Classes[c].Rate = 0
+	}
+	cfg.Herd.MinUsers = 5
+	g := newTestGate(t, cfg, Options{})
+	h := g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/_matrix/client/v3/login" {
+			fmt.Fprint(w, `{"flows":[]}`) // no authentication, as Synapse
+			return
+		}
+		if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer real-") {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprint(w, `{}`)
+	}))
+	for i := range 5 {
+		tok := fmt.Sprint("fake-", i)
+		serveReq(h, "GET", "/_matrix/client/v3/login", tok)
+		if rec := serveReq(h, "GET", "/_matrix/client/v3/rooms/%21victim%3Ax/messages?dir=b", tok); rec.Code != http.StatusUnauthorized {
+			t.Fatalf("made-up token answered %d", rec.Code)
+		}
+	}
+	if hs := g.Status(g.now()).Herds; len(hs) != 0 {
+		t.Errorf("made-up tokens declared a herd: %+v", hs)
 	}
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mxgate/mxgate/fleet"
 	"github.com/mxgate/mxgate/matrix"
 )
 
@@ -20,6 +21,9 @@ const (
 	OutcomeCoalesced   Outcome = "coalesced"
 	OutcomeTimeout     Outcome = "timeout"
 	OutcomeCanceled    Outcome = "canceled"
+	// OutcomeInvalid: refused with 400 as no route a client could mean
+	// (dot segments).
+	OutcomeInvalid Outcome = "invalid"
 )
 
 // Metrics are mxgate's Prometheus collectors. Labels are bounded: class
@@ -36,6 +40,8 @@ type Metrics struct {
 	HerdsStarted      *prometheus.CounterVec
 	ShedMode          *prometheus.GaugeVec
 	Limit             *prometheus.GaugeVec
+	// Fleet are the fleet's collectors (mxgate_fleet_*), for fleet.Config.
+	Fleet *fleet.Metrics
 
 	// byClass holds every per-class series resolved once, so the request
 	// path does no label hashing (and every series exists from the start).
@@ -54,7 +60,8 @@ type classMetrics struct {
 var allOutcomes = [numOutcomes]Outcome{
 	idxAdmitted: OutcomeAdmitted, idxQueued: OutcomeQueued, idxShed: OutcomeShed,
 	idxRateLimited: OutcomeRateLimited, idxCoalesced: OutcomeCoalesced,
-	idxTimeout: OutcomeTimeout, idxCanceled: OutcomeCanceled,
+	idxTimeout: OutcomeTimeout, idxCanceled: OutcomeCanceled, idxInvalid: OutcomeInvalid,
+	idxWouldShed: OutcomeWouldShed, idxWouldRateLimited: OutcomeWouldRateLimited, idxWouldTimeout: OutcomeWouldTimeout,
 }
 
 var codeClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx", "error"}
@@ -87,6 +94,7 @@ func NewMetrics() *Metrics {
 			Help: "Operator mode of the class: 0 normal, 1 queue, 2 shed."}, class),
 		Limit: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "limit",
 			Help: "The in-flight cap in force for the class (0 = none)."}, class),
+		Fleet: fleet.NewMetrics(),
 	}
 	for c := range m.byClass {
 		name := matrix.Class(c).String()
@@ -124,7 +132,7 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 			return err
 		}
 	}
-	return nil
+	return m.Fleet.Register(reg)
 }
 
 // codeClass is the index in codeClasses of an upstream status; "error"

@@ -63,3 +63,38 @@ func resolveModes(toggles []limiter.Toggle, classes *[matrix.NumClasses]matrix.L
 	}
 	return t
 }
+
+// refreshModes re-derives the per-class modes when the toggle store changed
+// or a toggle expired, and applies queue-mode pauses to admission.
+func (g *Gate) refreshModes(now time.Time) *modeTable {
+	// The version is read before the toggles: a change racing with this
+	// refresh then leaves a table marked older than the store, which the
+	// next call rebuilds. (Read after, a table built from the old toggles
+	// could be marked current and stick.)
+	v := g.toggles.Version()
+	if cur := g.modes.Load(); g.modesCurrent(cur, v, now) {
+		return cur
+	}
+	g.modesMu.Lock() // one rebuild at a time, so pauses are applied in order
+	defer g.modesMu.Unlock()
+	if cur := g.modes.Load(); g.modesCurrent(cur, v, now) {
+		return cur
+	}
+	active := g.toggles.Active(now)
+	next := resolveModes(active, &g.cfg.Load().Classes, v)
+	g.applyErrorShed(next, active, &g.cfg.Load().Classes) // derived 5xx shedding (errorshed.go)
+	g.modes.Store(next)
+	for c := range next.modes {
+		m := next.modes[c].mode
+		g.adm.SetPaused(c, m == limiter.ModeQueue)
+		g.metrics.ShedMode.WithLabelValues(matrix.Class(c).String()).Set(float64(m))
+	}
+	return next
+}
+
+// modesCurrent reports whether t still describes the toggles of version v
+// at now.
+func (g *Gate) modesCurrent(t *modeTable, v uint64, now time.Time) bool {
+	return t != nil && t.version == v && t.errorShed == g.errShed.tripped.Load() &&
+		(t.expires.IsZero() || now.Before(t.expires))
+}

@@ -31,7 +31,7 @@ func (g *Gate) Proxy(rp *httputil.ReverseProxy) http.Handler {
 		case errors.As(err, &rej):
 			rej.Write(w)
 		case err != nil && r.Context().Err() == nil:
-			http.Error(w, "upstream failed", http.StatusBadGateway)
+			g.writeUpstreamFailed(w)
 		}
 	})
 }

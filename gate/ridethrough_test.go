@@ -2,6 +2,7 @@ package gate
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/testkit"
+	"github.com/mxgate/mxgate/limiter"
 
 	"github.com/mxgate/mxgate/matrix"
 )
@@ -107,31 +111,6 @@ func serveNext(g *Gate, up *restartingUpstream, method, path, body string) *http
 	return rec
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// checkNoGoroutineLeak fails if the goroutine count does not return to
-// before within a bounded wait.
-func checkNoGoroutineLeak(t *testing.T, before int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("goroutines: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // Without a probe address, a restart is ridden through with canary
 // requests: GETs and transaction-ID PUTs wait and succeed (the PUT with its
 // body intact), a POST is refused with a short Retry-After, an oversized PUT
@@ -152,7 +131,7 @@ func TestRideThroughCanaryRetriesIdempotentRequests(t *testing.T) {
 	for range 10 {
 		wg.Go(func() { codes <- serveNext(g, up, "GET", historyPath, "").Code })
 	}
-	waitFor(t, "the upstream marked down", func() bool { return g.Status(time.Now()).RideThrough.Down })
+	testkit.Eventually(t, "the upstream marked down", func() bool { return g.Status(time.Now()).RideThrough.Down })
 	wg.Go(func() { codes <- serveNext(g, up, "PUT", sendPath, `{"body":"hello"}`).Code })
 
 	post := serveNext(g, up, "POST", "/_matrix/client/v3/createRoom", `{}`)
@@ -163,7 +142,11 @@ func TestRideThroughCanaryRetriesIdempotentRequests(t *testing.T) {
 	big := serveNext(g, up, "PUT", "/_matrix/client/v3/rooms/%21r%3Ax/send/m.room.message/t2", strings.Repeat("x", 100))
 	limitExceeded(t, big)
 
-	time.Sleep(300 * time.Millisecond) // the outage
+	// The outage lasts until canaries have found the upstream still down a
+	// few times: each failed canary queues its request again.
+	testkit.Eventually(t, "canaries to fail", func() bool {
+		return g.Status(time.Now()).Classes[matrix.History].Counters.Queued >= 20
+	})
 	up.down.Store(false)
 	wg.Wait()
 	close(codes)
@@ -182,7 +165,7 @@ func TestRideThroughCanaryRetriesIdempotentRequests(t *testing.T) {
 		t.Fatalf("after recovery: %+v", st)
 	}
 	g.Close()
-	checkNoGoroutineLeak(t, before)
+	testkit.CheckGoroutines(t, before)
 }
 
 // A request rides through only until its class deadline, counted from its
@@ -190,7 +173,7 @@ func TestRideThroughCanaryRetriesIdempotentRequests(t *testing.T) {
 func TestRideThroughGivesUpAtClassDeadline(t *testing.T) {
 	cfg := rideThroughConfig()
 	cfg.Classes[matrix.History].QueueTimeout = 300 * time.Millisecond
-	g := newTestGate(t, cfg)
+	g := newTestGate(t, cfg, Options{})
 	up := &restartingUpstream{}
 	up.down.Store(true)
 	start := time.Now()
@@ -238,8 +221,10 @@ func TestRideThroughDialProbeThenSlowStart(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "the upstream marked down", func() bool { return g.Status(time.Now()).RideThrough.Down })
-	time.Sleep(200 * time.Millisecond)
+	testkit.Eventually(t, "every request held", func() bool {
+		st := g.Status(time.Now())
+		return st.RideThrough.Down && st.Classes[matrix.History].Queued == 60
+	})
 	if got := up.answered.Load(); got != 0 {
 		t.Fatalf("%d answered while down", got)
 	}
@@ -250,12 +235,12 @@ func TestRideThroughDialProbeThenSlowStart(t *testing.T) {
 		t.Skipf("port %s taken meanwhile: %v", addr, err)
 	}
 	defer l.Close()
-	waitFor(t, "the upstream marked up", func() bool { return !g.Status(time.Now()).RideThrough.Down })
+	testkit.Eventually(t, "the upstream marked up", func() bool { return !g.Status(time.Now()).RideThrough.Down })
 	st := g.Status(time.Now())
 	if c := st.Classes[matrix.History].Cap; c >= 20 || !st.RideThrough.SlowStart {
 		t.Fatalf("right after the return: cap %d (want below 20), slow start %v", c, st.RideThrough.SlowStart)
 	}
-	waitFor(t, "the ramp to end", func() bool {
+	testkit.Eventually(t, "the ramp to end", func() bool {
 		st := g.Status(time.Now())
 		return !st.RideThrough.SlowStart && st.Classes[matrix.History].Cap == 20
 	})
@@ -265,53 +250,34 @@ func TestRideThroughDialProbeThenSlowStart(t *testing.T) {
 	}
 }
 
-func TestIdempotentRequests(t *testing.T) {
-	for _, tc := range []struct {
-		method, path string
-		want         bool
-	}{
-		{"GET", "/_matrix/client/v3/sync", true},
-		{"HEAD", "/_matrix/media/v3/download/x/y", true},
-		{"OPTIONS", "/_matrix/client/v3/login", true},
-		{"PUT", "/_matrix/client/v3/rooms/%21r%3Ax/send/m.room.message/txn1", true},
-		{"PUT", "/_matrix/client/v3/sendToDevice/m.room.encrypted/txn1", true},
-		{"PUT", "/_matrix/client/v3/rooms/%21r%3Ax/redact/%24ev/txn1", true},
-		{"PUT", "/_matrix/client/v3/rooms/%21r%3Ax/state/m.room.name/", true},
-		{"PUT", "/_matrix/client/v3/rooms/%21r%3Ax/send/m.room.message", false},
-		{"PUT", "/_matrix/client/v3/rooms/%21r%3Ax/send//txn1", false},
-		{"PUT", "/_matrix/client/v3/rooms/%21r%3Ax/send/m.room.message/", false},
-		{"PUT", "/_matrix/client/v3/profile/%40u%3Ax/displayname", false},
-		{"POST", "/_matrix/client/v3/createRoom", false},
-		{"POST", "/_matrix/client/v3/rooms/%21r%3Ax/send/m.room.message/txn1", false},
-		{"DELETE", "/_matrix/client/v3/devices/D", false},
-	} {
-		if got := idempotent(tc.method, tc.path); got != tc.want {
-			t.Errorf("idempotent(%s %s) = %v, want %v", tc.method, tc.path, got, tc.want)
-		}
-	}
-}
-
 func TestDownEvidence(t *testing.T) {
+	brokenBody := &clientBody{}
+	brokenBody.err.Store(true)
 	for _, tc := range []struct {
 		name              string
 		written           int
 		err               error
+		body              *clientBody
 		evidence, refused bool
 	}{
-		{"refused", 0, errRefused, true, true},
-		{"bare refused", 0, syscall.ECONNREFUSED, true, true},
-		{"502 error", 0, statusError{502, errors.New("EOF")}, true, false},
-		{"504 error: overloaded, not away", 0, statusError{504, errors.New("timeout")}, false, false},
-		{"answered 503", 503, nil, true, false},
-		{"answered 500", 500, nil, false, false},
-		{"answered 200", 200, nil, false, false},
-		{"client left", 0, statusError{499, errors.New("canceled")}, false, false},
-		{"other error", 0, errors.New("boom"), false, false},
-		{"error after answering", 200, errRefused, false, false},
+		{"refused", 0, errRefused, nil, true, true},
+		{"bare refused", 0, syscall.ECONNREFUSED, nil, true, true},
+		{"502 error", 0, statusError{502, errors.New("EOF")}, nil, true, false},
+		{"504 error: overloaded, not away", 0, statusError{504, errors.New("timeout")}, nil, false, false},
+		{"answered 503", 503, nil, nil, true, false},
+		{"answered 500", 500, nil, nil, false, false},
+		{"answered 200", 200, nil, nil, false, false},
+		{"client left", 0, statusError{499, errors.New("canceled")}, nil, false, false},
+		{"other error", 0, errors.New("boom"), nil, false, false},
+		{"error after answering", 200, errRefused, nil, false, false},
+		// Caddy answers 502 when it cannot read the client's body.
+		{"client's broken body", 0, statusError{502, errors.New("invalid byte in chunk length")}, brokenBody, false, false},
 	} {
-		ev, ref := downEvidence(tc.written, tc.err)
-		if ev != tc.evidence || ref != tc.refused {
-			t.Errorf("%s: evidence %v refused %v, want %v %v", tc.name, ev, ref, tc.evidence, tc.refused)
+		a := newAttempt(tc.written, tc.err, tc.body, context.Background())
+		ev := a.evidence()
+		evidence := ev == limiter.EvidenceFailed || ev == limiter.EvidenceRefused
+		if evidence != tc.evidence || a.refused() != tc.refused {
+			t.Errorf("%s: evidence %v refused %v, want %v %v", tc.name, evidence, a.refused(), tc.evidence, tc.refused)
 		}
 	}
 }
@@ -323,7 +289,7 @@ func TestNonRetryableFailureBecomes429OnlyIfNothingWasSent(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.RideThrough = DefaultRideThrough()
 	cfg.RideThrough.Enabled = true
-	g := newTestGate(t, cfg)
+	g := newTestGate(t, cfg, Options{})
 	post := httptest.NewRequest("POST", "/_matrix/client/v3/createRoom", nil)
 	for _, tc := range []struct {
 		name string
@@ -334,12 +300,11 @@ func TestNonRetryableFailureBecomes429OnlyIfNothingWasSent(t *testing.T) {
 		{"502 after sending", statusError{502, errors.New("EOF")}, false},
 		{"504", statusError{504, errors.New("timeout")}, false},
 	} {
-		retry, err := g.afterAttempt(nil, &cfg, matrix.Send, post, 0, tc.err, time.Now())
+		retry, err := g.afterAttempt(nil, &cfg, matrix.Send, post, attempt{err: tc.err}, time.Now())
 		var rej *Rejection
 		if retry || errors.As(err, &rej) != tc.want {
 			t.Errorf("%s: retry %v, error %v", tc.name, retry, err)
 		}
-		g.markUp(time.Now())
 	}
 }
 
@@ -365,23 +330,40 @@ func TestBufferBody(t *testing.T) {
 	}
 }
 
-// Down/up transitions racing with each other never leave admission held
-// while the upstream counts as up (nothing could then release it).
+// admitted admits n requests of class, for tests that give their slots
+// back with chosen evidence.
+func admitted(t *testing.T, g *Gate, class matrix.Class, n int) []limiter.Ticket {
+	t.Helper()
+	tks := make([]limiter.Ticket, n)
+	for i := range tks {
+		tk, err := g.adm.Acquire(context.Background(), int(class), limiter.LaneNormal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tks[i] = tk
+	}
+	return tks
+}
+
+// Down/up transitions racing with each other never strand the hold: once
+// the upstream answers, a queued request is admitted (nothing else could
+// release it).
 func TestDownUpRaceNeverStrandsTheHold(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.RideThrough = DefaultRideThrough()
 	cfg.RideThrough.Enabled = true
-	g := newTestGate(t, cfg)
-	for i := 0; i < 2000; i++ {
+	g := newTestGate(t, cfg, Options{})
+	for i := 0; i < 500; i++ {
+		tks := admitted(t, g, matrix.History, 3)
 		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() { defer wg.Done(); g.markDown(time.Now(), false) }()
-		go func() { defer wg.Done(); g.markUp(time.Now()) }()
+		wg.Go(func() { tks[0].Done(limiter.Result{End: time.Now(), Evidence: limiter.EvidenceRefused}) })
+		wg.Go(func() { tks[1].Done(limiter.Result{End: time.Now(), Evidence: limiter.EvidenceAnswered}) })
 		wg.Wait()
-		if g.ride.down.Load() != g.adm.Held() {
-			t.Fatalf("round %d: down=%v but held=%v", i, g.ride.down.Load(), g.adm.Held())
+		tks[2].Done(limiter.Result{End: time.Now(), Evidence: limiter.EvidenceAnswered})
+		if g.adm.Down() {
+			t.Fatalf("round %d: an answer left the upstream down", i)
 		}
-		g.markUp(time.Now())
+		admitted(t, g, matrix.History, 1)[0].Done(limiter.Result{})
 	}
 }
 
@@ -389,35 +371,27 @@ func TestDownUpRaceNeverStrandsTheHold(t *testing.T) {
 // accepts connections: a TCP dial would declare it back at once and the
 // gate would flap. Only a canary request can end that hold.
 func TestAnsweredDownIsNotEndedByADial(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
 	cfg := DefaultConfig()
 	cfg.RideThrough = DefaultRideThrough()
 	cfg.RideThrough.Enabled = true
-	cfg.UpstreamAddr = l.Addr().String()
-	g := newTestGate(t, cfg)
+	cfg.RideThrough.Failures = 1
+	cfg.UpstreamAddr = "127.0.0.1:1" // never dialled by the supervisor: its clock stands still
+	clock := testkit.NewClock(time.Unix(1000, 0))
+	g := newTestGate(t, cfg, Options{Now: clock.Now})
 
-	g.markDown(time.Now(), true)
-	g.probeUpstream()
-	if !g.ride.down.Load() {
-		t.Fatal("a dial ended a hold caused by 502/503 answers")
+	tks := admitted(t, g, matrix.History, 3)
+	tks[0].Done(limiter.Result{End: clock.Now(), Evidence: limiter.EvidenceFailed}) // an answered 502
+	clock.Advance(cfg.RideThrough.ProbeInterval)
+	if g.adm.Probe(clock.Now()) {
+		t.Fatal("a hold caused by 502/503 answers is probed with a dial")
 	}
-	g.markUp(time.Now())
-	g.markDown(time.Now(), false)
-	g.probeUpstream()
-	if g.ride.down.Load() {
+	tks[1].Done(limiter.Result{End: clock.Now(), Evidence: limiter.EvidenceAnswered}) // the canary's answer
+	tks[2].Done(limiter.Result{End: clock.Now(), Evidence: limiter.EvidenceRefused})
+	clock.Advance(cfg.RideThrough.ProbeInterval)
+	if !g.adm.Probe(clock.Now()) {
+		t.Fatal("a hold caused by refused connections is not probed with a dial")
+	}
+	if g.adm.DialResult(true, clock.Now()); g.adm.Down() {
 		t.Fatal("a dial did not end a hold caused by refused connections")
 	}
 }

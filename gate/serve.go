@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/mxgate/mxgate/herd"
 	"github.com/mxgate/mxgate/limiter"
 	"github.com/mxgate/mxgate/matrix"
 )
@@ -14,7 +15,7 @@ import (
 type Next func(http.ResponseWriter, *http.Request) error
 
 // Middleware wraps next as plain net/http middleware. Rejections are
-// answered with the Matrix 429; errors from next are answered with 502.
+// answered with the Matrix 429 (or 400); next answers everything else.
 func (g *Gate) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		err := g.ServeNext(w, r, func(w http.ResponseWriter, r *http.Request) error {
@@ -24,213 +25,299 @@ func (g *Gate) Middleware(next http.Handler) http.Handler {
 		var rej *Rejection
 		if errors.As(err, &rej) {
 			rej.Write(w)
-		} else if err != nil {
-			http.Error(w, "upstream failed", http.StatusBadGateway)
 		}
 	})
+}
+
+// flow is one request's way through the gate: what every stage needs,
+// built once by ServeNext. Coalescing and share_state hand it back to pass
+// rather than choosing their own wait, lane or start.
+type flow struct {
+	g      *Gate
+	cfg    *Config
+	req    matrix.Request // route, raw path and credential, parsed once
+	limits *matrix.Limits
+	lane   limiter.Lane    // herd requests queue behind the others
+	start  time.Time       // arrival
+	client context.Context // the client's: every wait ends with it
+	body   *clientBody     // records the client's body read errors; nil: no body
+	next   Next
 }
 
 // ServeNext runs one request through the pipeline. It either passes the
 // request to next and returns next's error, or returns a *Rejection without
 // writing anything, so that the caller decides how the 429 is rendered.
+// A CORS preflight skips every stage (preflight.go); for any other request
+// the stages, in order, are the numbered steps below.
 //
-// The stages, in order:
-//  1. classify the request into its endpoint class (and room);
-//  2. operator toggles: a shed class is answered at once;
-//  3. per-user token bucket, keyed by a hash of the access token (or IP),
-//     and herd detection per (class, room);
-//  4. during a herd, opt-in sharing of a room's state among verified
-//     members (sharestate.go);
-//  5. coalescing of identical GET/HEAD requests (herd.go);
-//  6. admission: global and class caps, else the class queue with its
-//     deadline (herd requests queue behind the others);
-//  7. next, timed, with its status counted.
+// A class in shadow mode (shadow.go) passes 5xx shedding (3), its rate
+// bucket (4), herd handling (5, 6) and admission's waits (8), counting what
+// they would have refused; operator toggles and ride-through act as usual.
 func (g *Gate) ServeNext(w http.ResponseWriter, r *http.Request, next Next) error {
 	cfg := g.cfg.Load()
-	route := matrix.Classify(r.Method, matrix.RawPath(r.URL), r.URL.RawQuery)
-	class := route.Class
-	limits := &cfg.Classes[class]
-	name := class.String()
-	now := g.now()
+	if isPreflight(r) {
+		return g.servePreflight(w, r, cfg, next)
+	}
+	// 1. Parse the request once: class, room, raw path, credential.
+	f := &flow{g: g, cfg: cfg, req: matrix.ParseRequest(r), start: g.now(), client: r.Context(), next: next}
+	class := f.req.Class
+	f.limits = &cfg.Classes[class]
 
-	// 2. Operator toggles.
-	mode := g.refreshModes(now).modes[class]
-	if mode.mode == limiter.ModeShed {
-		return g.reject(cfg, class, OutcomeShed, mode.shedReason(), false, 0)
+	// 2. A path with dot segments names nothing a client meant; servers
+	// disagree on resolving it, so it is refused, not guessed at.
+	if f.req.DotSegments {
+		return g.refuseInvalid(cfg, class, "path has dot segments")
 	}
 
-	// 3. Per-user rate, and herd detection: both key on who is asking.
-	var user matrix.TokenID
-	if limits.Rate > 0 || (cfg.Herd.MinUsers > 0 && route.Room != "") {
-		user = g.identity(r)
-	}
-	if limits.Rate > 0 {
-		key := limiter.RateKey{Class: uint8(class), ID: uint64(user)}
-		if ok, wait := g.rates.Allow(key, limits.Rate, limits.Burst, now); !ok {
-			return g.reject(cfg, class, OutcomeRateLimited, "too many "+name+" requests from this user", false, wait)
+	// 3. Operator toggles (and 5xx shedding, derived like a brownout).
+	if mode := g.refreshModes(f.start).modes[class]; mode.mode == limiter.ModeShed {
+		by := byOperator
+		if mode.derived {
+			by = byLimit
 		}
-	}
-	lane := g.observeHerd(cfg, route, user, now)
-
-	// 4. During a herd, verified members may share one fetch of room state.
-	if cfg.ShareRoomState && lane == limiter.LaneHerd && class == matrix.RoomState && isSharedStatePath(matrix.RawPath(r.URL)) {
-		if ok, err := g.serveSharedState(w, r, cfg, route, now, next); ok {
+		if err := f.refuse(by, OutcomeShed, mode.shedReason(), retryNormal); err != nil {
 			return err
 		}
 	}
 
-	// 5. Coalescing: identical requests share one upstream fetch.
-	if limits.Coalesce > 0 {
-		if ok, err := g.coalesce(w, r, cfg, class, lane, now, next); ok {
+	// 4. Per-user rate, keyed by a hash of the access token (or the IP).
+	if f.limits.Rate > 0 {
+		key := limiter.RateKey{Class: uint8(class), ID: uint64(g.identity(r, &f.req.Credential))}
+		if ok, wait := g.rates.Allow(key, f.limits.Rate, f.limits.Burst, f.start); !ok {
+			if err := g.refuse(cfg, class, byLimit, OutcomeRateLimited, "too many "+class.String()+" requests from this user", retryNormal, wait); err != nil {
+				return err
+			}
+		}
+	}
+
+	// 5. Herd detection per (class, room), counting only tokens the
+	// homeserver has accepted; a herd's requests queue in the herd lane.
+	f.lane = g.observeHerd(cfg, &f.req, f.start)
+	if cfg.Classes[class].Shadow {
+		f.lane = limiter.LaneNormal // shadow mode: herds are detected, not acted on
+	}
+	f.body = watchBody(r)
+
+	// 6. During a herd, verified members may share one fetch of room state
+	// (sharestate.go).
+	if f.limits.ShareState && f.lane == limiter.LaneHerd && class == matrix.RoomState &&
+		r.Method == http.MethodGet && matrix.IsSharedStatePath(f.req.RawPath) {
+		if ok, err := g.serveSharedState(w, r, f.share()); ok {
 			return err
 		}
 	}
 
-	// 6. Admission.
-	return g.admitAndServe(r.Context(), w, r, cfg, class, lane, now, next)
+	// 7. Coalescing: identical GET/HEAD requests share one upstream fetch.
+	if f.limits.Coalesce > 0 {
+		// Across credentials only where matrix says the answer is anyone's:
+		// anonymous legacy media reads and anonymous /versions.
+		shared := f.limits.Shared && f.req.SharedAcrossCredentials(r.Method)
+		if key, ok := herd.KeyOf(r, f.req.Credential, shared); ok {
+			return f.coalesce(w, r, key)
+		}
+	}
+
+	// 8. Admission, then next.
+	return f.pass(w, r)
 }
 
-// admitAndServe waits for an admission slot, then serves the request
-// through next and frees the slot. The wait ends when waitCtx does: the
-// client's context, even when r itself carries a context detached from the
-// client (a coalescing leader's upstream fetch must outlive its client, but
-// its place in the queue must not). start is when the request arrived; the
-// clock is read as few times as possible, since on some virtual machines it
-// costs more than the rest of the gate.
-func (g *Gate) admitAndServe(waitCtx context.Context, w http.ResponseWriter, r *http.Request, cfg *Config, class matrix.Class, lane limiter.Lane, start time.Time, next Next) error {
-	m := g.metrics.of(class)
-	name := class.String()
-	// Ride-through (ridethrough.go): ride is nil unless r may be retried
-	// while the upstream restarts; while it is down, one that may not be is
-	// refused here.
-	ride, err := g.prepareRideThrough(waitCtx, cfg, class, r, start)
+// coalesce serves r through its coalescing group: identical requests share
+// one upstream fetch (the leader's pass, which holds one admission slot),
+// and a repeat within the class's coalesce TTL is answered from the
+// completion cache.
+func (f *flow) coalesce(w http.ResponseWriter, r *http.Request, key herd.Key) error {
+	class := f.req.Class
+	outcome, err := f.g.coalescer.Do(w, r, key, f.limits.Coalesce, f.limits.QueueTimeout+coalesceWaitExtra, f.pass)
+	switch outcome {
+	case herd.Coalesced, herd.Cached:
+		var rej *Rejection
+		if errors.As(err, &rej) && rej.Outcome == OutcomeCanceled {
+			// The leader's client left while queued, so the leader never
+			// went upstream; this waiter goes through admission itself.
+			return f.pass(w, r)
+		}
+		if rej != nil {
+			// The leader was refused: refuse this waiter too, for the same
+			// reason, with its own jittered Retry-After so the group does not
+			// return together.
+			return f.refuse(rej.by, rej.Outcome, rej.Reason, f.spread())
+		}
+		f.g.count(class, OutcomeCoalesced)
+	case herd.Abandoned:
+		if errors.Is(err, context.Canceled) || f.client.Err() != nil {
+			return f.refuse(byClient, OutcomeCanceled, "client went away while waiting", retryNormal)
+		}
+		if err := f.refuse(byLimit, OutcomeTimeout, "timed out waiting for an identical "+class.String()+" request", f.spread()); err != nil {
+			return err
+		}
+		return f.pass(w, r) // shadow mode: observed, not refused; this waiter goes upstream itself
+	}
+	return err
+}
+
+// share is what share_state needs of the flow: its request's credential and
+// room, its wait, and the way upstream.
+func (f *flow) share() shareFlow {
+	return shareFlow{cfg: f.cfg, req: &f.req, now: f.start, pass: f.passAs}
+}
+
+// passAs passes r through admission in lane: the flow's own request (a
+// share_state leader's uncompressed copy), or a subrequest of its own class.
+func (f *flow) passAs(w http.ResponseWriter, r *http.Request, lane limiter.Lane, own bool) error {
+	if own {
+		lf := *f
+		lf.lane = lane
+		return lf.pass(w, r)
+	}
+	sub := &flow{g: f.g, cfg: f.cfg, req: matrix.ParseRequest(r), start: f.g.now(), client: f.client, next: f.next, lane: lane}
+	sub.limits = &f.cfg.Classes[sub.req.Class]
+	return sub.pass(w, r)
+}
+
+// pass admits the request and serves it through next; while the upstream
+// restarts, a request that may safely be sent twice is retried until its
+// class deadline (retry.go). r is the request to send: the client's, or a
+// coalescing leader's copy detached from its client. Waiting in the queue
+// always ends with the client.
+func (f *flow) pass(w http.ResponseWriter, r *http.Request) error {
+	g := f.g
+	rs, err := g.prepareRetry(f.cfg, &f.req, r, f.client, f.start)
 	if err != nil {
 		return err
 	}
-	defer ride.close()
+	defer rs.close()
+	start := f.start
 	for {
-		m.queueLength.Inc() // counted before Acquire, so a scrape never misses a waiter
-		waited, err := g.adm.Acquire(ride.waitCtx(waitCtx), int(class), lane)
-		m.queueLength.Dec()
-		began := start
-		if waited {
-			began = g.now()
-			g.count(class, OutcomeQueued)
-			m.queueWait.Observe(began.Sub(start).Seconds())
+		t, err := f.admit(rs.waitCtx(f.client), start)
+		if err != nil {
+			return f.refuseAdmission(err, rs)
 		}
-		switch {
-		case err == nil:
-		case errors.Is(err, limiter.ErrQueueFull):
-			return g.reject(cfg, class, OutcomeShed, name+" is at capacity", lane == limiter.LaneHerd, 0)
-		case errors.Is(err, limiter.ErrQueueTimeout):
-			return g.reject(cfg, class, OutcomeTimeout, "timed out waiting for a "+name+" slot", lane == limiter.LaneHerd, 0)
-		case ride.expired(waitCtx, err): // retried until its deadline
-			return g.reject(cfg, class, OutcomeTimeout, "upstream unavailable", lane == limiter.LaneHerd, 0)
-		default: // the client went away while queued
-			return g.reject(cfg, class, OutcomeCanceled, "client went away while queued", false, 0)
+		a := f.serve(&t, w, r)
+		retry, err := g.afterAttempt(rs, f.cfg, f.req.Class, r, a, g.now())
+		if !retry {
+			return err
 		}
-
-		g.count(class, OutcomeAdmitted)
-		grad := g.gradientOf(class) // adaptive limit (adaptive.go), nil if off
-		inflight := 0
-		if grad != nil {
-			inflight = g.adm.Inflight(int(class))
-		}
-		sw := &statusWriter{ResponseWriter: w}
-		if grad != nil {
-			sw.clock = g.now // the sample is time to first byte (statuswriter.go)
-		}
-		err = g.serveAdmitted(m, class, sw, r, next)
-		end := g.now()
-		m.upstreamDuration.Observe(end.Sub(began).Seconds())
-		status := sw.status
-		if err != nil && status == 0 {
-			status = statusOf(err)
-		}
-		m.responses[codeClass(status)].Inc()
-		g.upstream.record(sw.status != 0, status, end)
-		// A restart's refused connections and 502/503s are ride-through's
-		// to handle: counted as failures, they would shed the very
-		// requests ride-through holds for the upstream's return.
-		if down, _ := downEvidence(sw.status, err); !down || !g.ride.enabled.Load() {
-			g.recordErrorShed(sw.status != 0, status, end) // errorshed.go
-		}
-		if grad != nil && err == nil && sw.status < 500 && waitCtx.Err() == nil {
-			rtt := end.Sub(began)
-			if !sw.headerAt.IsZero() {
-				rtt = sw.headerAt.Sub(began)
-			}
-			g.sampleAdaptive(grad, cfg, class, rtt, inflight, end)
-		}
-		retry, rerr := g.afterAttempt(ride, cfg, class, r, sw.status, err, end)
-		if retry {
-			start = g.now()
-			continue
-		}
-		if rerr != nil {
-			return rerr
-		}
-		return err
+		start = g.now()
 	}
 }
 
-// serveAdmitted calls next for an admitted request and frees its slot
-// afterwards, even if next panics (http.ErrAbortHandler is how a proxy
-// aborts a response): a leaked slot would shrink the class cap for good.
-func (g *Gate) serveAdmitted(m *classMetrics, class matrix.Class, sw *statusWriter, r *http.Request, next Next) error {
+// admit waits for an admission slot under ctx.
+func (f *flow) admit(ctx context.Context, start time.Time) (limiter.Ticket, error) {
+	g, class := f.g, f.req.Class
+	if t, ok := g.admitShadow(f.cfg, class, f.lane); ok {
+		return t, nil // shadow mode: admitted at once, over the cap if need be
+	}
+	m := g.metrics.of(class)
+	m.queueLength.Inc() // counted before Acquire, so a scrape never misses a waiter
+	t, err := g.adm.Acquire(ctx, int(class), f.lane)
+	m.queueLength.Dec()
+	if t.Waited {
+		g.count(class, OutcomeQueued)
+		granted := t.Granted
+		if err != nil {
+			granted = g.now()
+		}
+		m.queueWait.Observe(granted.Sub(start).Seconds())
+	}
+	return t, err
+}
+
+// refuseAdmission turns Acquire's error into the request's refusal.
+func (f *flow) refuseAdmission(err error, rs *retryState) error {
+	name := f.req.Class.String()
+	by := byLimit
+	if f.cfg.Classes[f.req.Class].Shadow {
+		by = byHold // shadow mode waits only where a hold acts (admitShadow)
+	}
+	switch {
+	case errors.Is(err, limiter.ErrQueueFull):
+		return f.refuse(by, OutcomeShed, name+" is at capacity", f.spread())
+	case errors.Is(err, limiter.ErrQueueTimeout):
+		return f.refuse(by, OutcomeTimeout, "timed out waiting for a "+name+" slot", f.spread())
+	case rs.expired(f.client, err): // retried until its deadline
+		return f.refuse(byHold, OutcomeTimeout, "upstream unavailable", f.spread())
+	default:
+		return f.refuse(byClient, OutcomeCanceled, "client went away while queued", retryNormal)
+	}
+}
+
+// serve sends an admitted request to next and gives its slot back with
+// what the attempt says about the upstream (its liveness and, for an
+// adaptive class, its round-trip time). The slot is given back even if next
+// panics (http.ErrAbortHandler is how a proxy aborts a response): a leaked
+// slot would shrink the class cap for good.
+func (f *flow) serve(t *limiter.Ticket, w http.ResponseWriter, r *http.Request) (a attempt) {
+	g, class := f.g, f.req.Class
+	m := g.metrics.of(class)
+	g.count(class, OutcomeAdmitted)
+	sw := &statusWriter{ResponseWriter: w}
+	if f.limits.Adaptive {
+		sw.clock = g.now // the sample is time to first byte (statuswriter.go)
+	}
+	var res limiter.Result
 	m.inflight.Inc()
 	defer func() {
-		g.adm.Release(int(class))
 		m.inflight.Dec()
+		g.observeLiveness(t.Done(res), res.End)
+		g.passShadowQueue(class) // the freed slot goes to shadow mode's would-be queue (shadow.go)
 	}()
-	return next(sw, r)
+
+	var timer *answerTimer
+	if d := f.limits.UpstreamTimeout; d > 0 {
+		timer = &sw.answer
+		r = timer.start(r, d, f.body) // upstreamtimeout.go
+		sw.timer = timer
+	}
+	err := f.next(sw, r)
+	if timer != nil && timer.stop() && sw.status == 0 {
+		// Whatever next made of the cancellation, the upstream is slow,
+		// not down, and the client is answered 504.
+		err = upstreamTimeoutError{after: f.limits.UpstreamTimeout}
+	}
+	end := g.now()
+	a = newAttempt(sw.status, err, f.body, f.client)
+	m.upstreamDuration.Observe(end.Sub(t.Granted).Seconds())
+	m.responses[codeClass(a.status())].Inc()
+	g.upstream.record(a, end)
+	if sw.status >= 200 && sw.status < 300 && f.req.ProvesToken() {
+		g.accepted.record(f.req.Credential.ID) // herds count only accepted tokens (identity.go)
+	}
+	// A restart's refused connections and 502/503s are ride-through's to
+	// handle: counted as failures, they would shed the very requests
+	// ride-through holds for the upstream's return.
+	if ev := a.evidence(); !f.cfg.RideThrough.Enabled || (ev != limiter.EvidenceFailed && ev != limiter.EvidenceRefused) {
+		g.recordErrorShed(a, end) // errorshed.go
+	}
+	res = limiter.Result{End: end, FirstByte: sw.headerAt, Evidence: a.evidence(),
+		// Only a round trip the upstream answered below 500 to a client
+		// that stayed measures its capacity.
+		Sample: err == nil && sw.status < 500 && f.client.Err() == nil}
+	return a
 }
 
-// reject counts a rejection and builds its error. retryAfter, if positive,
-// is the earliest useful retry (a token bucket's refill); the answer adds
-// jitter on top so rejected clients spread out.
-func (g *Gate) reject(cfg *Config, class matrix.Class, outcome Outcome, reason string, herd bool, retryAfter time.Duration) error {
-	g.count(class, outcome)
-	lo, hi := cfg.RetryAfterMin, cfg.RetryAfterMax
-	if herd {
-		lo, hi = cfg.Herd.RetryAfterMin, cfg.Herd.RetryAfterMax
-	}
-	if retryAfter > 0 {
-		lo, hi = retryAfter, retryAfter+cfg.RetryAfterMin
-	}
-	return &Rejection{Class: class, Outcome: outcome, Reason: reason, RetryAfter: jitter(lo, hi)}
+// refuse refuses the flow's request (reject.go).
+func (f *flow) refuse(by refusal, outcome Outcome, reason string, spread retryRange) error {
+	return f.g.refuse(f.cfg, f.req.Class, by, outcome, reason, spread, 0)
 }
 
-// count records one request's outcome in the metrics and the gate's totals.
-func (g *Gate) count(class matrix.Class, o Outcome) {
-	if i := outcomeIndex(o); i >= 0 {
-		g.metrics.of(class).outcomes[i].Inc()
-		g.counters[class][i].Add(1)
+// spread is the Retry-After range of the flow's automatic refusals: a
+// herd's requests spread wider.
+func (f *flow) spread() retryRange {
+	// A critical class in a herd's room (a burst of sends during the herd)
+	// keeps the normal range: a message or a long-poll must come back soon,
+	// and js-sdk and mautrix-go wait out whatever Retry-After says.
+	if f.lane == limiter.LaneHerd && f.limits.Priority != matrix.Critical {
+		return retryHerd
 	}
+	return retryNormal
 }
 
-// identity is the one-way ID of whoever sent r: its access token, else its
-// client IP.
-func (g *Gate) identity(r *http.Request) matrix.TokenID {
-	if tok := matrix.AccessToken(r); tok != "" {
-		return matrix.IDOf(tok)
+// identity is the one-way ID of whoever sent r, for its rate bucket: its
+// access token, else (anonymous, or a credential homeservers could read
+// differently) its client IP.
+func (g *Gate) identity(r *http.Request, cred *matrix.Credential) matrix.TokenID {
+	if cred.ID != 0 {
+		return cred.ID
 	}
-	return matrix.IDOf("ip:" + g.clientIP(r))
-}
-
-// statusOf recovers an HTTP status from an error returned by next (Caddy's
-// handler errors carry one); 0 means none.
-func statusOf(err error) int {
-	var sc interface{ StatusCode() int }
-	if errors.As(err, &sc) {
-		return sc.StatusCode()
-	}
-	var hc interface{ HTTPStatus() int }
-	if errors.As(err, &hc) {
-		return hc.HTTPStatus()
-	}
-	if errors.Is(err, context.Canceled) {
-		return StatusClientClosed
-	}
-	return 0
+	return matrix.ClientIPID(g.clientIP(r))
 }

@@ -1,7 +1,6 @@
 package gate
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -48,8 +47,8 @@ const sharedStateMaxFlights = 1024
 // tokens only.
 type stateSharer struct {
 	mu      sync.Mutex
-	flights map[string]*stateFlight
-	waiting atomic.Int64 // requests waiting on a flight
+	flights map[herd.Key]*stateFlight
+	waiting atomic.Int64 // requests waiting on a flight, for tests to sync on
 
 	users   *lru.Cache[matrix.TokenID, userEntry]
 	members *lru.Cache[memberKey, time.Time] // verified joined until
@@ -82,26 +81,38 @@ const whoamiTTL = 10 * time.Minute
 func newStateSharer() *stateSharer {
 	users, _ := lru.New[matrix.TokenID, userEntry](100_000)
 	members, _ := lru.New[memberKey, time.Time](100_000)
-	return &stateSharer{flights: make(map[string]*stateFlight), users: users, members: members}
+	return &stateSharer{flights: make(map[herd.Key]*stateFlight), users: users, members: members}
 }
 
-// isSharedStatePath reports whether rawPath is a room's full state or
-// joined members list.
-func isSharedStatePath(rawPath string) bool {
-	return strings.HasSuffix(rawPath, "/state") || strings.HasSuffix(rawPath, "/joined_members")
+// shareFlow is what share_state needs of a request's flow: its parsed
+// request, its arrival, and its way upstream through admission — pass sends
+// w, r in lane; own says r is the flow's own request (a copy of it), not a
+// subrequest of another class.
+type shareFlow struct {
+	cfg  *Config
+	req  *matrix.Request
+	now  time.Time
+	pass func(w http.ResponseWriter, r *http.Request, lane limiter.Lane, own bool) error
 }
 
-// serveSharedState serves r from a shared fetch if the requester is verified
-// as joined. It reports false when r must go the normal way.
-func (g *Gate) serveSharedState(w http.ResponseWriter, r *http.Request, cfg *Config, route matrix.Route, now time.Time, next Next) (bool, error) {
-	if r.Method != http.MethodGet || r.ContentLength != 0 {
+// serveSharedState serves a herd's GET of room state from a shared fetch
+// if the requester is verified as joined. It reports false when r must go
+// the normal way: a request whose credential is ambiguous or not a token the
+// homeserver has already accepted (a made-up token must not cost a whoami),
+// or whose requester is not joined.
+func (g *Gate) serveSharedState(w http.ResponseWriter, r *http.Request, sf shareFlow) (bool, error) {
+	cfg, req := sf.cfg, sf.req
+	cred := req.Credential
+	if cred.ID == 0 || !g.accepted.has(cred.ID) || !matrix.ShareableStateQuery(r.URL.RawQuery) {
 		return false, nil
 	}
-	token := matrix.AccessToken(r)
-	if token == "" || !g.verifyJoined(r, cfg, route, matrix.IDOf(token), now, next) {
+	// The flight is keyed like a shared coalescing key: everything but the
+	// credential, so members asking alike share one fetch.
+	key, ok := herd.KeyOf(r, cred, true)
+	if !ok || !g.verifyJoined(r, sf, cred.ID) {
 		return false, nil
 	}
-	key := matrix.RawPath(r.URL) + "?" + queryWithoutToken(r.URL.RawQuery)
+	route := req.Route
 	s := g.sharer
 	s.mu.Lock()
 	f, joined := s.flights[key]
@@ -116,7 +127,7 @@ func (g *Gate) serveSharedState(w http.ResponseWriter, r *http.Request, cfg *Con
 	s.mu.Unlock()
 
 	if !joined {
-		return true, g.leadSharedState(w, r, cfg, route.Class, now, next, key, f)
+		return true, g.leadSharedState(w, r, sf, key, f)
 	}
 	s.waiting.Add(1)
 	defer s.waiting.Add(-1)
@@ -125,9 +136,10 @@ func (g *Gate) serveSharedState(w http.ResponseWriter, r *http.Request, cfg *Con
 	select {
 	case <-f.done:
 	case <-r.Context().Done():
-		return true, g.reject(cfg, route.Class, OutcomeCanceled, "client went away while waiting", false, 0)
+		return true, g.refuse(cfg, route.Class, byClient, OutcomeCanceled, "client went away while waiting", retryNormal, 0)
 	case <-timer.C:
-		return true, g.reject(cfg, route.Class, OutcomeTimeout, "timed out waiting for the room's shared state", true, 0)
+		err := g.refuse(cfg, route.Class, byLimit, OutcomeTimeout, "timed out waiting for the room's shared state", retryHerd, 0)
+		return err != nil, err // not refused (shadow mode): it goes upstream through admission
 	}
 	if !f.ok {
 		return false, nil // not shareable: go upstream through admission
@@ -141,7 +153,7 @@ func (g *Gate) serveSharedState(w http.ResponseWriter, r *http.Request, cfg *Con
 // it; a shareable answer is cleaned, published to the waiters and written to
 // the leader. An answer that is not shareable is written to the leader as it
 // came (streaming once it outgrows the buffer).
-func (g *Gate) leadSharedState(w http.ResponseWriter, r *http.Request, cfg *Config, class matrix.Class, now time.Time, next Next, key string, f *stateFlight) error {
+func (g *Gate) leadSharedState(w http.ResponseWriter, r *http.Request, sf shareFlow, key herd.Key, f *stateFlight) error {
 	// Whatever happens below (a panic included), the waiters are released;
 	// f.ok stays false unless the answer was fully vetted.
 	defer func() {
@@ -155,9 +167,9 @@ func (g *Gate) leadSharedState(w http.ResponseWriter, r *http.Request, cfg *Conf
 	lr := r.Clone(r.Context())
 	lr.Header.Del("Accept-Encoding")
 	bw := &bufferingWriter{client: w, header: make(http.Header), max: sharedStateMaxBody}
-	err := g.admitAndServe(r.Context(), bw, lr, cfg, class, limiter.LaneHerd, now, next)
+	err := sf.pass(bw, lr, limiter.LaneHerd, true)
 	if err == nil && !bw.passedThrough && bw.status == http.StatusOK && shareableHeader(bw.header) {
-		if body, ok := stripRequesterFields(bw.buf.Bytes()); ok {
+		if body, ok := matrix.VetSharedState(bw.buf.Bytes()); ok {
 			f.status, f.header, f.body, f.ok = bw.status, bw.header, body, true
 		}
 	}
@@ -192,32 +204,17 @@ func writeShared(w http.ResponseWriter, f *stateFlight, coalesced bool) {
 	_, _ = w.Write(f.body)
 }
 
-// queryWithoutToken drops a deprecated access_token parameter, so that the
-// flight key never holds a token and requesters using the header and the
-// query share alike.
-func queryWithoutToken(raw string) string {
-	if !strings.Contains(raw, "access_token=") {
-		return raw
-	}
-	var kept []string
-	for part := range strings.SplitSeq(raw, "&") {
-		if !strings.HasPrefix(part, "access_token=") {
-			kept = append(kept, part)
-		}
-	}
-	return strings.Join(kept, "&")
-}
-
 // verifyJoined reports whether the token's user is joined to the room,
 // asking the homeserver (through admission, ahead of the herd) when the
 // answer is not cached.
-func (g *Gate) verifyJoined(r *http.Request, cfg *Config, route matrix.Route, tok matrix.TokenID, now time.Time, next Next) bool {
+func (g *Gate) verifyJoined(r *http.Request, sf shareFlow, tok matrix.TokenID) bool {
+	cfg, route, now := sf.cfg, sf.req.Route, sf.now
 	s := g.sharer
 	mk := memberKey{tok, route.Room}
 	if until, ok := s.members.Get(mk); ok && now.Before(until) {
 		return true
 	}
-	prefix, _, ok := strings.Cut(matrix.RawPath(r.URL), "/rooms/")
+	proof, ok := matrix.ProofFor(sf.req.RawPath, route.Room)
 	if !ok {
 		return false
 	}
@@ -226,7 +223,7 @@ func (g *Gate) verifyJoined(r *http.Request, cfg *Config, route matrix.Route, to
 		var who struct {
 			UserID string `json:"user_id"`
 		}
-		if !g.subrequest(r, cfg, matrix.Auth, prefix+"/account/whoami", next, &who) || who.UserID == "" {
+		if !subrequest(r, sf, proof.WhoamiPath(), &who) || who.UserID == "" {
 			return false
 		}
 		user = userEntry{id: who.UserID, expires: now.Add(whoamiTTL)}
@@ -235,8 +232,7 @@ func (g *Gate) verifyJoined(r *http.Request, cfg *Config, route matrix.Route, to
 	var member struct {
 		Membership string `json:"membership"`
 	}
-	path := prefix + "/rooms/" + route.Room + "/state/m.room.member/" + url.PathEscape(user.id)
-	if !g.subrequest(r, cfg, matrix.RoomState, path, next, &member) || member.Membership != "join" {
+	if !subrequest(r, sf, proof.MemberEventPath(user.id), &member) || member.Membership != "join" {
 		return false
 	}
 	s.members.Add(mk, now.Add(cfg.Herd.Window))
@@ -244,9 +240,9 @@ func (g *Gate) verifyJoined(r *http.Request, cfg *Config, route matrix.Route, to
 }
 
 // subrequest sends a small GET with r's credentials through admission (the
-// normal lane) and the rest of the chain, and decodes a 200 JSON answer
-// into v.
-func (g *Gate) subrequest(r *http.Request, cfg *Config, class matrix.Class, rawPath string, next Next, v any) bool {
+// normal lane, in the class of its own path) and the rest of the chain, and
+// decodes a 200 JSON answer into v.
+func subrequest(r *http.Request, sf shareFlow, rawPath string, v any) bool {
 	u := *r.URL
 	u.RawQuery = ""
 	if err := setRawPath(&u, rawPath); err != nil {
@@ -260,7 +256,7 @@ func (g *Gate) subrequest(r *http.Request, cfg *Config, class matrix.Class, rawP
 	sub.Header.Del("Accept-Encoding") // decode the answer here, uncompressed
 	// Small answers only: anything bigger is not what was asked for.
 	rec := &bufferingWriter{client: discardWriter{}, header: make(http.Header), max: 64 << 10}
-	if err := g.admitAndServe(r.Context(), rec, sub, cfg, class, limiter.LaneNormal, g.now(), next); err != nil {
+	if err := sf.pass(rec, sub, limiter.LaneNormal, false); err != nil {
 		return false
 	}
 	if rec.status != http.StatusOK || rec.passedThrough || !shareableHeader(rec.header) {
@@ -283,57 +279,4 @@ func setRawPath(u *url.URL, raw string) error {
 	}
 	u.Path, u.RawPath = p, raw
 	return nil
-}
-
-// sharedUnsigned lists the unsigned fields of a state event that are the
-// same for every member. Two are requester-specific and removed:
-// transaction_id (only the sending device sees it) and membership (the
-// requester's own membership when the event was sent; servers may omit it).
-// Any other unsigned field makes the answer unshareable: what mxgate does
-// not know, it does not share.
-var sharedUnsigned = map[string]bool{"age": true, "replaces_state": true, "prev_content": true, "prev_sender": true, "redacted_because": true}
-
-// stripRequesterFields vets a /state or /joined_members answer for sharing:
-// it removes the requester-specific unsigned fields from every event and
-// reports false if anything else would tell one member's answer from
-// another's.
-func stripRequesterFields(body []byte) (out []byte, ok bool) {
-	var joined struct {
-		Joined json.RawMessage `json:"joined"`
-	}
-	if body = bytes.TrimSpace(body); len(body) > 0 && body[0] == '{' {
-		// /joined_members: {"joined": {user: {display_name, avatar_url}}}
-		// is the same for every member.
-		return body, json.Unmarshal(body, &joined) == nil && joined.Joined != nil
-	}
-	var events []map[string]json.RawMessage
-	if err := json.Unmarshal(body, &events); err != nil {
-		return nil, false
-	}
-	changed := false
-	for _, ev := range events {
-		raw, ok := ev["unsigned"]
-		if !ok {
-			continue
-		}
-		var unsigned map[string]json.RawMessage
-		if json.Unmarshal(raw, &unsigned) != nil {
-			return nil, false
-		}
-		for k := range unsigned {
-			switch {
-			case k == "transaction_id" || k == "membership":
-				delete(unsigned, k)
-				changed = true
-			case !sharedUnsigned[k]:
-				return nil, false
-			}
-		}
-		ev["unsigned"], _ = json.Marshal(unsigned)
-	}
-	if !changed {
-		return body, true
-	}
-	out, err := json.Marshal(events)
-	return out, err == nil
 }

@@ -1,6 +1,11 @@
 package gate
 
 import (
+	"github.com/mxgate/mxgate/herd"
+	"github.com/mxgate/mxgate/internal/testkit"
+
+	"github.com/mxgate/mxgate/internal/hsmodel"
+
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -22,7 +27,7 @@ type fakeStateServer struct {
 }
 
 func (f *fakeStateServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	tok := matrix.AccessToken(r)
+	tok := hsmodel.Dendrite(r.Header, r.URL.RawQuery).Token
 	user := "@" + tok + ":x"
 	w.Header().Set("Cache-Control", "no-cache, no-store, must-revalidate")
 	w.Header().Set("Content-Type", "application/json")
@@ -55,15 +60,17 @@ func (f *fakeStateServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func TestShareStateServesVerifiedMembersOneFetch(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.ShareRoomState = true
+	cfg.Classes[matrix.RoomState].ShareState = true
 	cfg.Herd.MinUsers = 50
 	cfg.Classes[matrix.RoomState].Coalesce = 0 // isolate share_state from per-token coalescing
-	g := newTestGate(t, cfg)
+	g := newTestGate(t, cfg, Options{})
 	up := &fakeStateServer{hold: make(chan struct{})}
 	close(up.hold)
 	h := g.Middleware(up)
 
-	// 55 members ask in turn: the herd starts at the 50th.
+	// 55 signed-in members ask in turn: the herd starts at the 50th.
+	signIn(h, "member-", 55)
+	signIn(h, "outsider-", 60)
 	for i := 0; i < 55; i++ {
 		if rec := serveReq(h, "GET", statePath, fmt.Sprint("member-", i)); rec.Code != 200 {
 			t.Fatalf("warm-up %d: %d %s", i, rec.Code, rec.Body)
@@ -98,7 +105,7 @@ func TestShareStateServesVerifiedMembersOneFetch(t *testing.T) {
 			}{rec.Code, rec.Body.String(), rec.Result().Header.Get("X-Mxgate-Coalesced") == "1"}
 		}()
 	}
-	eventually(t, func() bool { return g.sharer.waiting.Load() == 54 })
+	testkit.Eventually(t, "the members waiting", func() bool { return g.sharer.waiting.Load() == 54 })
 	close(up.hold)
 	wg.Wait()
 
@@ -133,24 +140,6 @@ func TestShareStateServesVerifiedMembersOneFetch(t *testing.T) {
 	}
 }
 
-func TestStripRequesterFields(t *testing.T) {
-	in := `[{"type":"a","unsigned":{"age":1,"transaction_id":"x","membership":"join"}},{"type":"b"}]`
-	out, ok := stripRequesterFields([]byte(in))
-	if !ok || strings.Contains(string(out), "transaction_id") || strings.Contains(string(out), "membership") || !strings.Contains(string(out), `"age":1`) {
-		t.Fatalf("got %s %v", out, ok)
-	}
-	if _, ok := stripRequesterFields([]byte(`[{"type":"a","unsigned":{"something_new":1}}]`)); ok {
-		t.Fatal("an unknown unsigned field was shared")
-	}
-	if _, ok := stripRequesterFields([]byte("\x1f\x8b compressed")); ok {
-		t.Fatal("an undecodable answer was shared")
-	}
-	joined := `{"joined":{"@a:x":{"display_name":"transaction_id"}}}`
-	if out, ok := stripRequesterFields([]byte(joined)); !ok || string(out) != joined {
-		t.Fatalf("joined_members answer changed: %s %v", out, ok)
-	}
-}
-
 // A compressed answer cannot be vetted, so it is never shared: each member
 // then fetches their own.
 func TestShareStateRefusesEncodedAnswers(t *testing.T) {
@@ -170,20 +159,22 @@ func TestShareStateRefusesEncodedAnswers(t *testing.T) {
 // leaves no flight behind.
 func TestShareStateLeaderPanicReleasesWaiters(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.ShareRoomState = true
-	g := newTestGate(t, cfg)
+	cfg.Classes[matrix.RoomState].ShareState = true
+	g := newTestGate(t, cfg, Options{})
 	f := &stateFlight{done: make(chan struct{})}
-	g.sharer.flights["k"] = f
+	var key herd.Key
+	g.sharer.flights[key] = f
 	func() {
 		defer func() {
 			if recover() != http.ErrAbortHandler {
 				t.Fatal("panic not propagated")
 			}
 		}()
-		req := httptest.NewRequest("GET", statePath, nil)
-		g.leadSharedState(httptest.NewRecorder(), req, &cfg, matrix.RoomState, g.now(), func(http.ResponseWriter, *http.Request) error {
-			panic(http.ErrAbortHandler)
-		}, "k", f)
+		r := httptest.NewRequest("GET", statePath, nil)
+		fl := &flow{g: g, cfg: &cfg, req: matrix.ParseRequest(r), start: g.now(), client: r.Context(),
+			next: func(http.ResponseWriter, *http.Request) error { panic(http.ErrAbortHandler) }}
+		fl.limits = &cfg.Classes[fl.req.Class]
+		g.leadSharedState(httptest.NewRecorder(), r, fl.share(), key, f)
 	}()
 	select {
 	case <-f.done:
@@ -195,19 +186,5 @@ func TestShareStateLeaderPanicReleasesWaiters(t *testing.T) {
 	}
 	if _, cs := g.adm.Snapshot(); cs[matrix.RoomState].Inflight != 0 {
 		t.Fatalf("panicking leader kept its admission slot: %+v", cs[matrix.RoomState])
-	}
-}
-
-func TestQueryWithoutToken(t *testing.T) {
-	for in, want := range map[string]string{
-		"":                        "",
-		"access_token=secret":     "",
-		"a=1&access_token=secret": "a=1",
-		"access_token=s&b=2&c=3":  "b=2&c=3",
-		"x_access_token=1":        "x_access_token=1",
-	} {
-		if got := queryWithoutToken(in); got != want {
-			t.Errorf("%q: got %q, want %q", in, got, want)
-		}
 	}
 }

@@ -3,6 +3,7 @@ package gate
 import (
 	"time"
 
+	"github.com/mxgate/mxgate/fleet"
 	"github.com/mxgate/mxgate/limiter"
 	"github.com/mxgate/mxgate/matrix"
 )
@@ -15,9 +16,14 @@ type Status struct {
 	Toggles  []ToggleStatus `json:"toggles"`
 	Herds    []HerdStatus   `json:"herds"`
 	Upstream UpstreamHealth `json:"upstream"`
-	// RideThrough and ErrorShed: issue 7 (ridethrough.go, errorshed.go).
+	// RideThrough and ErrorShed: upstream liveness (ridethrough.go) and
+	// 5xx shedding (errorshed.go).
 	RideThrough RideThroughStatus `json:"ride_through"`
 	ErrorShed   ErrorShedStatus   `json:"error_shed"`
+	// Shadow: every class is in shadow mode (shadow.go).
+	Shadow bool `json:"shadow,omitempty"`
+	// Fleet is the fleet this gateway belongs to, if any (fleet.go).
+	Fleet *fleet.Status `json:"fleet,omitempty"`
 }
 
 // GlobalStatus is the cap over all classes without their own budget.
@@ -29,11 +35,11 @@ type GlobalStatus struct {
 
 // ClassStatus is one endpoint class.
 type ClassStatus struct {
-	Class    string       `json:"class"`
-	Priority string       `json:"priority"`
-	Limits   LimitsStatus `json:"limits"`
-	Inflight int          `json:"inflight"`
-	Queued   int          `json:"queued"`
+	Class    string        `json:"class"`
+	Priority string        `json:"priority"`
+	Limits   matrix.Limits `json:"limits"` // as configured
+	Inflight int           `json:"inflight"`
+	Queued   int           `json:"queued"`
 	// Cap is the in-flight cap in force: the configured one or lower (an
 	// adaptive limit or slow start); 0 = none.
 	Cap int `json:"cap"`
@@ -44,21 +50,14 @@ type ClassStatus struct {
 	Counters Counters     `json:"counters"`
 	// Adaptive: Cap follows the upstream's latency; AdaptiveLimit is the
 	// controller's limit (Cap may be lower during slow start) and
-	// BaselineRTT its no-load latency estimate (adaptive.go).
+	// BaselineRTT its no-load latency estimate (limiter.Gradient).
 	Adaptive      bool   `json:"adaptive,omitempty"`
 	AdaptiveLimit int    `json:"adaptive_limit,omitempty"`
 	BaselineRTT   string `json:"baseline_rtt,omitempty"`
-}
-
-// LimitsStatus are a class's configured limits.
-type LimitsStatus struct {
-	MaxInflight  int     `json:"max_inflight"`
-	Queue        int     `json:"queue"`
-	QueueTimeout string  `json:"queue_timeout"`
-	Rate         float64 `json:"rate"`
-	Burst        int     `json:"burst"`
-	Coalesce     string  `json:"coalesce"`
-	OwnBudget    bool    `json:"own_budget,omitempty"`
+	// Shadow: the class's automatic limits only observe; ShadowQueued is
+	// its would-be queue (shadow.go).
+	Shadow       bool `json:"shadow,omitempty"`
+	ShadowQueued int  `json:"shadow_queued,omitempty"`
 }
 
 // ToggleStatus is one active operator toggle.
@@ -93,8 +92,9 @@ func (g *Gate) Status(now time.Time) Status {
 		Upstream: g.UpstreamHealth(now),
 		Herds:    g.herdStatuses(now),
 
-		RideThrough: g.rideThroughStatus(),
+		RideThrough: g.rideThroughStatus(now),
 		ErrorShed:   g.errorShedStatus(now),
+		Fleet:       g.fleetStatus(),
 	}
 	for _, c := range matrix.Classes() {
 		l := &cfg.Classes[c]
@@ -103,24 +103,22 @@ func (g *Gate) Status(now time.Time) Status {
 		st.Classes = append(st.Classes, ClassStatus{
 			Class:    c.String(),
 			Priority: l.Priority.String(),
-			Limits: LimitsStatus{
-				MaxInflight:  l.MaxInflight,
-				Queue:        l.Queue,
-				QueueTimeout: l.QueueTimeout.String(),
-				Rate:         l.Rate,
-				Burst:        l.Burst,
-				Coalesce:     l.Coalesce.String(),
-				OwnBudget:    l.OwnBudget,
-			},
+			Limits:   *l,
 			Inflight: s.Inflight,
 			Queued:   s.Queued,
 			Cap:      s.Cap,
 			Mode:     modes.modes[c].mode,
 			Reason:   modes.modes[c].reason,
 			Counters: g.counters.snapshot(c),
+
+			Adaptive:      s.Adaptive,
+			AdaptiveLimit: s.AdaptiveLimit,
 		})
+		if s.BaselineRTT > 0 {
+			st.Classes[c].BaselineRTT = s.BaselineRTT.Round(10 * time.Microsecond).String()
+		}
 	}
-	g.fillAdaptiveStatus(st.Classes)
+	g.fillShadowStatus(&st, cfg, now)
 	return st
 }
 

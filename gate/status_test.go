@@ -1,42 +1,26 @@
 package gate
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/testkit"
 
 	"github.com/mxgate/mxgate/limiter"
 	"github.com/mxgate/mxgate/matrix"
 )
 
-// testClock is a settable clock for gates under test.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 const secretToken = "syt_c2VjcmV0_thisMustNeverShow_0a1b2c"
 
-func newStatusGate(t *testing.T, upstreamStatus int) (*Gate, *testClock, http.Handler) {
+func newStatusGate(t *testing.T, upstreamStatus int) (*Gate, *testkit.Clock, http.Handler) {
 	t.Helper()
-	clock := &testClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clock := testkit.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	g, err := New(DefaultConfig(), Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +91,7 @@ func TestStatusReportsTogglesCountersAndLimits(t *testing.T) {
 	}
 	def := matrix.DefaultLimits[matrix.Search]
 	if search.Priority != "sheddable" || search.Limits.MaxInflight != def.MaxInflight ||
-		search.Limits.QueueTimeout != def.QueueTimeout.String() || search.Cap != def.MaxInflight {
+		search.Limits != def || search.Cap != def.MaxInflight {
 		t.Errorf("search limits %+v cap %d, want the defaults %+v", search.Limits, search.Cap, def)
 	}
 	if hist := classStatus(t, st, matrix.History); hist.Mode != limiter.ModeNormal || hist.Counters.Admitted != 1 {
@@ -193,6 +177,9 @@ func TestSetToggleValidates(t *testing.T) {
 		"ends before starts": func(t *limiter.Toggle) { t.Until = t.Since },
 		"control chars":      func(t *limiter.Toggle) { t.Reason = "a\nb" },
 		"long reason":        func(t *limiter.Toggle) { t.Reason = strings.Repeat("x", MaxReasonLen+1) },
+		"longer than max_toggle_duration": func(t *limiter.Toggle) {
+			t.Until = t.Since.Add(DefaultMaxToggleDuration + time.Second)
+		},
 	} {
 		tg := ok
 		mutate(&tg)
@@ -226,13 +213,13 @@ func TestUpstreamHealthCountsFailures(t *testing.T) {
 		t.Errorf("after 3×503: %+v, want 3 responses, ratio 1, reachable (it answered)", st)
 	}
 	// A request that got no answer at all makes the upstream unreachable.
-	g.upstream.record(false, http.StatusBadGateway, clock.Now().Add(time.Second))
+	g.upstream.record(attempt{err: statusError{http.StatusBadGateway, errors.New("connection reset")}}, clock.Now().Add(time.Second))
 	st = g.UpstreamHealth(clock.Now().Add(time.Second))
 	if st.Reachable == nil || *st.Reachable {
 		t.Errorf("after a failed connect: %+v, want unreachable", st)
 	}
 	// A client leaving is not the upstream's failure.
-	g.upstream.record(false, StatusClientClosed, clock.Now().Add(time.Second))
+	g.upstream.record(attempt{err: statusError{StatusClientClosed, context.Canceled}, clientFault: true}, clock.Now().Add(time.Second))
 	if st2 := g.UpstreamHealth(clock.Now().Add(time.Second)); st2.Responses != st.Responses {
 		t.Errorf("a canceled request was counted: %d != %d", st2.Responses, st.Responses)
 	}
@@ -243,7 +230,7 @@ func TestUpstreamHealthCountsFailures(t *testing.T) {
 }
 
 func TestConfigShedEndsWhenRemovedFromConfig(t *testing.T) {
-	clock := &testClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clock := testkit.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	cfg := DefaultConfig()
 	cfg.Shed = []matrix.Class{matrix.Search, matrix.Receipts}
 	g, err := New(cfg, Options{Now: clock.Now})

@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"io"
 	"net/http"
 	"time"
 )
@@ -10,12 +11,19 @@ import (
 // upstream's time to first byte, not how long a slow client took to read a
 // large body. It keeps the wrapped writer reachable through Unwrap, so
 // http.ResponseController (which Caddy's reverse proxy uses to flush
-// streaming answers) still works.
+// streaming answers) still works, and keeps its io.ReaderFrom fast path
+// (net/http's response sends files with sendfile) for handlers that copy
+// with io.Copy.
 type statusWriter struct {
 	http.ResponseWriter
 	status   int
 	clock    func() time.Time // nil: headerAt is not recorded
 	headerAt time.Time
+	// timer, if set (upstreamtimeout.go), is disarmed by the answer's first
+	// byte; it points at answer, held here so that it costs no allocation
+	// of its own.
+	timer  *answerTimer
+	answer answerTimer
 }
 
 func (s *statusWriter) WriteHeader(code int) {
@@ -38,6 +46,23 @@ func (s *statusWriter) markHeader() {
 	if s.clock != nil && s.headerAt.IsZero() {
 		s.headerAt = s.clock()
 	}
+	if s.timer != nil {
+		s.timer.answer()
+		s.timer = nil
+	}
+}
+
+// ReadFrom copies src to the wrapped writer, through its own ReadFrom if it
+// has one.
+func (s *statusWriter) ReadFrom(src io.Reader) (int64, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	s.markHeader()
+	if rf, ok := s.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(struct{ io.Writer }{s.ResponseWriter}, src)
 }
 
 // Flush passes flushes through for long-poll and streamed answers.

@@ -22,10 +22,15 @@ type CoalescerConfig struct {
 	// FetchTimeout bounds a leader's upstream fetch, which is detached from
 	// its client, and a waiter asked to wait without a deadline. Default 5m.
 	FetchTimeout time.Duration
+	// OrphanGrace is how long a leader's fetch goes on once its own client
+	// and every waiter have gone: a request that arrives meanwhile joins it,
+	// else it is cancelled, so that nobody's fetch holds the upstream (and
+	// an admission slot) for FetchTimeout. Default 2s.
+	OrphanGrace time.Duration
 	// ShareNoStoreInFlight lets a per-token (non-shared) key hand a
 	// Cache-Control: no-store response to the waiters of the same in-flight
 	// group; it is still never put in the completion cache nor shared across
-	// tokens. Off by default, as DESIGN.md's safety rules say. Synapse marks
+	// tokens. Off by default, as docs/DESIGN.md's safety rules say. Synapse marks
 	// every JSON response no-store, so without this option coalescing never
 	// shares a Synapse JSON answer.
 	ShareNoStoreInFlight bool
@@ -37,6 +42,7 @@ const (
 	DefaultCacheBytes   = 256 << 20
 	DefaultMaxEntries   = 10000
 	DefaultFetchTimeout = 5 * time.Minute
+	DefaultOrphanGrace  = 2 * time.Second
 )
 
 func (cfg CoalescerConfig) withDefaults() CoalescerConfig {
@@ -51,6 +57,9 @@ func (cfg CoalescerConfig) withDefaults() CoalescerConfig {
 	}
 	if cfg.FetchTimeout <= 0 {
 		cfg.FetchTimeout = DefaultFetchTimeout
+	}
+	if cfg.OrphanGrace <= 0 {
+		cfg.OrphanGrace = DefaultOrphanGrace
 	}
 	return cfg
 }
@@ -73,16 +82,6 @@ const (
 	// was written; the caller answers (429).
 	Abandoned
 )
-
-var outcomeNames = [...]string{"leader", "coalesced", "cached", "passthrough", "abandoned"}
-
-// String returns the outcome's lower-case name, fit for a metric label.
-func (o Outcome) String() string {
-	if int(o) < len(outcomeNames) {
-		return outcomeNames[o]
-	}
-	return "unknown"
-}
 
 // ErrWaitTimeout is returned by Do to a waiter whose wait deadline passed
 // before its group's answer arrived.
@@ -132,10 +131,14 @@ func (c *Coalescer) Waiting() int {
 //     writes nothing and returns Abandoned with r.Context().Err() or
 //     ErrWaitTimeout.
 //   - Otherwise this request leads: Do calls fetch on a request whose context
-//     is detached from the client and bounded by FetchTimeout, with a writer
+//     is detached from the client and bounded by FetchTimeout (or cancelled
+//     OrphanGrace after the client and every waiter have gone), with a writer
 //     that streams to w and records the answer for the waiters. A shareable
 //     answer below 500 and other than 429 is then cached for ttl (ttl <= 0:
-//     not cached). Returns Leader and fetch's error.
+//     not cached). An answer that will not be cached is recorded only if a
+//     waiter has joined by the time its headers arrive; if none has, the
+//     group closes then and a later identical request leads its own fetch.
+//     Returns Leader and fetch's error.
 //   - If MaxEntries groups and entries are all in flight, fetch(w, r) is
 //     called alone: Passthrough.
 //
@@ -151,6 +154,7 @@ func (c *Coalescer) Do(w http.ResponseWriter, r *http.Request, key Key, ttl, wai
 	}
 	if g := c.st.groups[key]; g != nil {
 		c.st.waiting++
+		g.join()
 		c.mu.Unlock()
 		return c.await(w, r, g, wait, fetch)
 	}
@@ -183,6 +187,7 @@ func (c *Coalescer) await(w http.ResponseWriter, r *http.Request, g *group, wait
 	timer.Stop()
 	c.mu.Lock()
 	c.st.waiting--
+	c.leaveLocked(g)
 	c.mu.Unlock()
 
 	switch {
@@ -199,14 +204,26 @@ func (c *Coalescer) await(w http.ResponseWriter, r *http.Request, g *group, wait
 }
 
 // lead runs fetch for g on a context detached from the leader's client and
-// publishes the result. If fetch panics (httputil.ReverseProxy panics with
-// http.ErrAbortHandler when the upstream breaks mid-body), the waiters are
-// sent upstream themselves and the panic continues to the server.
+// publishes the result. The fetch ends at FetchTimeout, or OrphanGrace
+// after the leader's client and every waiter have gone. If fetch panics
+// (httputil.ReverseProxy panics with http.ErrAbortHandler when the upstream
+// breaks mid-body), the waiters are sent upstream themselves and the panic
+// continues to the server.
 func (c *Coalescer) lead(w http.ResponseWriter, r *http.Request, key Key, g *group, ttl time.Duration,
 	fetch func(http.ResponseWriter, *http.Request) error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.cfg.FetchTimeout)
 	defer cancel()
-	tw := newTeeWriter(c, key, g, w)
+	c.mu.Lock()
+	g.cancel = cancel
+	c.mu.Unlock()
+	stop := context.AfterFunc(r.Context(), func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		g.leaderGone = true
+		c.orphanCheckLocked(g)
+	})
+	defer stop()
+	tw := newTeeWriter(c, key, g, ttl, w)
 	completed := false
 	defer func() {
 		if !completed {
@@ -229,7 +246,7 @@ func (c *Coalescer) lead(w http.ResponseWriter, r *http.Request, key Key, g *gro
 func (c *Coalescer) complete(key Key, g *group, tw *teeWriter, method string, err error, ttl time.Duration) {
 	var res *response
 	if err == nil && tw.recording {
-		res = &response{status: tw.status, header: replayableHeader(tw.header), body: tw.body}
+		res = &response{status: tw.status, header: replayableHeader(tw.header), body: tw.recordedBody()}
 		if method == http.MethodHead {
 			res.headLength = tw.header.Get("Content-Length")
 		}
@@ -246,12 +263,29 @@ func (c *Coalescer) complete(key Key, g *group, tw *teeWriter, method string, er
 	tw.reserved = 0
 }
 
-// cacheable reports whether a shareable answer may outlive its group:
-// errors and rate limits must reach the waiters that saw them, but a later
-// request has to ask again.
+// cacheable reports whether a shareable answer may outlive its group.
 func cacheable(res *response, ttl time.Duration) bool {
-	return ttl > 0 && res.status < 500 && res.status != http.StatusTooManyRequests &&
-		!cacheControlHas(res.header, "no-store")
+	return cacheableAnswer(res.status, res.header, ttl)
+}
+
+// cacheableAnswer reports whether an answer with status and header may be
+// kept for ttl: errors and rate limits must reach the waiters that saw
+// them, but a later request has to ask again.
+func cacheableAnswer(status int, header http.Header, ttl time.Duration) bool {
+	return ttl > 0 && status < 500 && status != http.StatusTooManyRequests &&
+		!cacheControlHas(header, "no-store")
+}
+
+// releaseIfAlone releases g as not shared if no waiter has joined it,
+// reporting whether it did; a later identical request leads its own fetch.
+func (c *Coalescer) releaseIfAlone(key Key, g *group) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if g.waiters > 0 {
+		return false
+	}
+	c.releaseLocked(key, g, nil, nil)
+	return true
 }
 
 // giveUp tells g's waiters to fetch for themselves and lets the next
@@ -270,6 +304,7 @@ func (c *Coalescer) releaseLocked(key Key, g *group, res *response, err error) {
 	}
 	g.released = true
 	g.res, g.err = res, err
+	g.stopOrphanTimer()
 	close(g.done)
 	if c.st.groups[key] == g {
 		delete(c.st.groups, key)

@@ -2,6 +2,7 @@ package herd
 
 import (
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
@@ -18,8 +19,10 @@ type cacheEntry struct {
 // budget shared by bodies being recorded in flight and cached responses.
 // Sharing the budget bounds the Coalescer's whole memory: MaxEntries
 // concurrent 16 MiB recordings could otherwise reach far beyond CacheBytes.
-// Bytes are counted as payload length (body plus header text), not the
-// allocator's capacity.
+// Bytes are counted as memory held, not payload: a recording is charged the
+// capacity its buffer allocates as it grows, and a cached entry its
+// response's size() plus entryOverhead — with many small answers the
+// headers and bookkeeping outweigh the bodies.
 //
 // store is not safe for concurrent use; Coalescer.mu guards it.
 type store struct {
@@ -30,6 +33,23 @@ type store struct {
 	groups     map[Key]*group
 	cache      *simplelru.LRU[Key, *cacheEntry]
 }
+
+// entryOverhead is what a cached entry holds besides its response: the
+// cacheEntry, and the LRU's list element and map slot, each with a copy of
+// the key.
+const entryOverhead = int64(unsafe.Sizeof(cacheEntry{})) + lruElementBytes + lruSlotBytes
+
+// The LRU's own structures, each holding a copy of the key: a list element
+// (three pointers, the value pointer, an expiry time and its bucket besides
+// the key, in its allocation size class) and map slots (key, pointer and
+// control byte). A map's tables double as they grow and keep deleted slots
+// until they do, so under the cache's churn one live entry holds up to
+// about three slots (measured by the cache's memory test).
+const (
+	keyBytes        = int64(unsafe.Sizeof(Key{}))
+	lruElementBytes = (3*8 + 8 + 24 + 8 + keyBytes + 15) / 16 * 16
+	lruSlotBytes    = 3 * (keyBytes + 8 + 1)
+)
 
 func newStore(maxEntries int, budget int64) *store {
 	s := &store{maxEntries: maxEntries, budget: budget, groups: make(map[Key]*group)}
@@ -85,13 +105,13 @@ func (s *store) reserve(n int64) bool {
 func (s *store) unreserve(n int64) { s.used -= n }
 
 // put caches res under key until expires. bodyReserved bytes are already
-// charged (by the recording); put charges the rest of res.size() and takes
-// over the reservation. If the entry does not fit, it is dropped and the
+// charged (by the recording: the body's capacity); put charges the rest of
+// the entry's size and takes over the reservation. If the entry does not fit, it is dropped and the
 // reservation returned.
 func (s *store) put(key Key, res *response, expires time.Time, bodyReserved int64, now time.Time) {
 	s.dropExpired(now)
 	s.cache.Remove(key) // a replaced entry must go through onEvict
-	size := res.size()
+	size := res.size() + entryOverhead
 	if !s.reserve(size - bodyReserved) {
 		s.unreserve(bodyReserved)
 		return

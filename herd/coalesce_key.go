@@ -51,31 +51,25 @@ func varyAllowed(name string) bool {
 	return false
 }
 
-// droppedQueryParams do not change the answer and are removed from the key:
-// _cacheBuster is a client-side cache defeat; access_token is the credential,
-// which the key covers through its digest (and must never be hashed alone,
-// where a shared key would otherwise still depend on it).
-func droppedQueryParam(name string) bool {
-	return name == "_cacheBuster" || name == "access_token"
-}
-
 // KeyOf returns the coalescing key of r and ok=true, or ok=false when r must
 // never be coalesced: a method other than GET and HEAD, a request body
-// (ContentLength != 0 or any Transfer-Encoding), a Range request, or a
-// protocol upgrade.
+// (ContentLength != 0 or any Transfer-Encoding), a Range request, a
+// protocol upgrade, or an ambiguous credential (homeservers could disagree
+// on who is asking). cred is r's credential, from matrix.ParseCredential.
 //
-// The key covers: method, Host, the raw path (r.URL.EscapedPath(), never
-// decoded), the raw query minus _cacheBuster and access_token (remaining
-// parameters keep their order and encoding), the headers in keyedHeaders, and,
-// unless shared, the credential (inside the hashed buffer only): matrix.AccessToken(r), or the
-// whole Authorization header when it is not a bearer token (federation
-// X-Matrix signatures), or empty for an anonymous request.
+// The key covers: method, Host, the raw path (never decoded), the raw query
+// minus _cacheBuster and the credential parameters (both recognised by their
+// decoded names, so %61ccess_token is access_token; remaining parameters keep
+// their order and encoding), the headers in keyedHeaders, and, unless shared,
+// the credential's key material (cred.AppendKey, inside the hashed buffer
+// only): its form, the Authorization lines verbatim and the decoded token.
 //
 // shared=true leaves the credential out, so the answer is served across
-// tokens; callers pass it only for classes whose answer does not depend on the
-// requester (DESIGN.md: media downloads, unauthenticated /versions).
-func KeyOf(r *http.Request, shared bool) (Key, bool) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+// requesters; callers pass it only where matrix.Request.SharedAcrossCredentials
+// says the answer is the same for anyone (anonymous legacy media reads,
+// anonymous /versions).
+func KeyOf(r *http.Request, cred matrix.Credential, shared bool) (Key, bool) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead || cred.Ambiguous {
 		return Key{}, false
 	}
 	// Direct map reads: the names are canonical already, and Header.Get
@@ -108,17 +102,14 @@ func KeyOf(r *http.Request, shared bool) (Key, bool) {
 	if !shared {
 		// The credential goes into the hashed buffer only: the buffer is
 		// never kept, and the key is a digest.
-		cred := matrix.AccessToken(r)
-		if cred == "" {
-			cred = r.Header.Get("Authorization")
-		}
-		buf = appendField(buf, cred)
+		buf = cred.AppendKey(buf)
 	}
 	return Key{sum: sha256.Sum256(buf), shared: shared}, true
 }
 
-// keyedQuery returns raw with the dropped parameters removed, leaving every
-// other byte as the client sent it (no decoding, no reordering).
+// keyedQuery returns raw without its _cacheBuster and credential pairs,
+// leaving every other byte as the client sent it (no decoding, no
+// reordering).
 func keyedQuery(raw string) string {
 	if raw == "" || (!strings.Contains(raw, "_cacheBuster") && !strings.Contains(raw, "access") && !strings.Contains(raw, "%")) {
 		return raw
@@ -127,10 +118,7 @@ func keyedQuery(raw string) string {
 	b.Grow(len(raw))
 	for part := range strings.SplitSeq(raw, "&") {
 		name, _, _ := strings.Cut(part, "=")
-		if unescaped, err := url.QueryUnescape(name); err == nil {
-			name = unescaped
-		}
-		if droppedQueryParam(name) {
+		if matrix.IsCredentialParam(name) || isCacheBuster(name) {
 			continue
 		}
 		if b.Len() > 0 {
@@ -139,6 +127,16 @@ func keyedQuery(raw string) string {
 		b.WriteString(part)
 	}
 	return b.String()
+}
+
+// isCacheBuster reports whether a raw query name is _cacheBuster, a
+// client-side cache defeat that does not change the answer.
+func isCacheBuster(rawName string) bool {
+	if rawName == "_cacheBuster" {
+		return true
+	}
+	name, err := url.QueryUnescape(rawName)
+	return err == nil && name == "_cacheBuster"
 }
 
 // appendField appends s length-prefixed, so field boundaries are

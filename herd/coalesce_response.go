@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // CoalescedHeader marks every response that was not fetched for the client
@@ -23,17 +24,48 @@ type response struct {
 	headLength string
 }
 
-// size is what the response is charged against the byte budget.
+// size is what the response holds in memory, as charged against the byte
+// budget: the body's allocated capacity (not its length), the header map
+// with its keys, value slices and strings, and the response itself. The
+// allocator's rounding to size classes is not modelled: it stays within
+// an eighth of the charge (the cache's memory test checks the sum).
 func (r *response) size() int64 {
-	n := int64(len(r.body))
-	for k, vs := range r.header {
-		n += int64(len(k))
+	return int64(cap(r.body)) + headerSize(r.header) + int64(unsafe.Sizeof(response{})) + allocBytes(len(r.headLength))
+}
+
+// Go's map layout as far as headerSize needs it: groups of 8 slots, filled
+// to at most 7/8 before the table grows (doubling), each slot a string key
+// and a []string value behind one control byte per slot.
+const (
+	mapHeaderBytes = 48
+	mapGroupSlots  = 8
+	mapSlotBytes   = int64(unsafe.Sizeof("")+unsafe.Sizeof([]string(nil))) + 1
+	stringBytes    = int64(unsafe.Sizeof(""))
+)
+
+// headerSize is the memory h holds: its map, and for each field the name,
+// the value slice's backing array and the value strings.
+func headerSize(h http.Header) int64 {
+	if h == nil {
+		return 0
+	}
+	slots := mapGroupSlots
+	for slots*7/8 < len(h) {
+		slots *= 2
+	}
+	n := mapHeaderBytes + int64(slots)*mapSlotBytes
+	for k, vs := range h {
+		n += allocBytes(len(k)) + int64(cap(vs))*stringBytes
 		for _, v := range vs {
-			n += int64(len(v))
+			n += allocBytes(len(v))
 		}
 	}
 	return n
 }
+
+// allocBytes is n rounded up to the allocator's smallest granules: a
+// 12-byte string takes 16.
+func allocBytes(n int) int64 { return int64(n+15) / 16 * 16 }
 
 // replay writes res to w as the answer to r. Header values are copied so that
 // handlers wrapping w cannot alter the shared response.

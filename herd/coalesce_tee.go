@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // teeWriter is the ResponseWriter handed to the leader's fetch. It streams
@@ -21,6 +22,7 @@ type teeWriter struct {
 	c      *Coalescer
 	key    Key
 	g      *group
+	ttl    time.Duration // how long a cacheable answer is kept
 	client http.ResponseWriter
 	header http.Header
 
@@ -29,16 +31,16 @@ type teeWriter struct {
 	clientErr    error // first error writing to the leader's client
 	recording    bool  // the answer is still shareable and being recorded
 	body         []byte
-	reserved     int64 // bytes of body charged to the budget
+	reserved     int64 // the body's capacity, charged to the budget
 	trailerNames []string
 }
 
-// maxPrealloc bounds the body buffer allocated from Content-Length before
-// any byte of it has been charged to the budget.
+// maxPrealloc bounds the body buffer allocated from Content-Length at once;
+// a larger body grows it as its bytes arrive.
 const maxPrealloc = 1 << 20
 
-func newTeeWriter(c *Coalescer, key Key, g *group, client http.ResponseWriter) *teeWriter {
-	return &teeWriter{c: c, key: key, g: g, client: client, header: make(http.Header)}
+func newTeeWriter(c *Coalescer, key Key, g *group, ttl time.Duration, client http.ResponseWriter) *teeWriter {
+	return &teeWriter{c: c, key: key, g: g, ttl: ttl, client: client, header: make(http.Header)}
 }
 
 // Header returns the header map fetch fills in.
@@ -56,19 +58,24 @@ func (t *teeWriter) WriteHeader(code int) {
 	t.status = code
 	t.recording = code != http.StatusSwitchingProtocols &&
 		shareable(t.header, t.key.shared, t.c.cfg.ShareNoStoreInFlight)
+	if t.recording && !cacheableAnswer(code, t.header, t.ttl) && t.c.releaseIfAlone(t.key, t.g) {
+		// Nobody waits and the answer will not be kept: a copy would serve
+		// no one (Synapse's no-store answers, most of the time).
+		t.recording = false
+	}
 	if t.recording {
 		if n, err := strconv.ParseInt(t.header.Get("Content-Length"), 10, 64); err == nil {
 			if n > t.c.cfg.MaxBodyBytes {
 				t.recording = false
-			} else {
-				// Size the buffer for the whole body, but never allocate
-				// ahead of the budget by more than maxPrealloc.
-				t.body = make([]byte, 0, min(n, maxPrealloc))
+			} else if n > 0 {
+				// Size the buffer for the whole body (so that it is
+				// allocated once), up to maxPrealloc, charged up front.
+				t.grow(int(min(n, maxPrealloc)))
 			}
 		}
 	}
 	if !t.recording {
-		t.c.giveUp(t.key, t.g)
+		t.c.giveUp(t.key, t.g) // no-op if released above
 	}
 	for _, v := range t.header.Values("Trailer") {
 		for name := range strings.SplitSeq(v, ",") {
@@ -109,14 +116,47 @@ func (t *teeWriter) Write(p []byte) (int, error) {
 // record appends p to the recorded body, or stops recording (and sends the
 // waiters upstream) when the body would pass MaxBodyBytes or the budget.
 func (t *teeWriter) record(p []byte) {
-	n := int64(len(p))
-	if int64(len(t.body))+n > t.c.cfg.MaxBodyBytes || !t.c.reserve(n) {
+	need := len(t.body) + len(p)
+	if int64(need) > t.c.cfg.MaxBodyBytes {
 		t.stopRecording()
 		t.c.giveUp(t.key, t.g)
 		return
 	}
-	t.reserved += n
+	if need > cap(t.body) {
+		// Double, as append would, but charge the capacity before
+		// allocating it.
+		t.grow(int(min(max(need, 2*cap(t.body)), int(t.c.cfg.MaxBodyBytes))))
+		if !t.recording {
+			return
+		}
+	}
 	t.body = append(t.body, p...)
+}
+
+// grow reallocates the body buffer with capacity n, charging the difference
+// to the budget; if the budget has no room, recording stops.
+func (t *teeWriter) grow(n int) {
+	if !t.c.reserve(int64(n - cap(t.body))) {
+		t.stopRecording()
+		t.c.giveUp(t.key, t.g)
+		return
+	}
+	t.reserved += int64(n - cap(t.body))
+	body := make([]byte, len(t.body), n)
+	copy(body, t.body)
+	t.body = body
+}
+
+// recordedBody returns the complete recorded body, trimmed to its length
+// when doubling left more than an eighth of it unused (a body that came
+// without Content-Length), with the charge adjusted to match.
+func (t *teeWriter) recordedBody() []byte {
+	if spare := cap(t.body) - len(t.body); spare > len(t.body)/8 {
+		t.body = append([]byte(nil), t.body...)
+		t.c.unreserve(int64(spare))
+		t.reserved -= int64(spare)
+	}
+	return t.body
 }
 
 // stopRecording drops the recorded body and returns its bytes to the budget.

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/testkit"
 )
 
 func get(t *testing.T, client *http.Client, url, token string) (*http.Response, []byte) {
@@ -39,7 +41,7 @@ func get(t *testing.T, client *http.Client, url, token string) (*http.Response, 
 }
 
 func TestHundredIdenticalRequestsReachUpstreamOnce(t *testing.T) {
-	checkNoGoroutineLeak(t)
+	testkit.NoGoroutineLeak(t)
 	c := NewCoalescer(CoalescerConfig{})
 	release := make(chan struct{})
 	u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
@@ -62,7 +64,7 @@ func TestHundredIdenticalRequestsReachUpstreamOnce(t *testing.T) {
 		})
 	}
 	// Barrier: the leader is at the upstream and the other 99 wait on it.
-	eventually(t, "99 waiters", func() bool { return u.hits.Load() == 1 && c.Waiting() == n-1 })
+	testkit.Eventually(t, "99 waiters", func() bool { return u.hits.Load() == 1 && c.Waiting() == n-1 })
 	close(release)
 	wg.Wait()
 
@@ -87,7 +89,7 @@ func TestHundredIdenticalRequestsReachUpstreamOnce(t *testing.T) {
 }
 
 func TestDistinctTokensNeverShareAnswers(t *testing.T) {
-	checkNoGoroutineLeak(t)
+	testkit.NoGoroutineLeak(t)
 	c := NewCoalescer(CoalescerConfig{})
 	const n = 100
 	var arrived atomic.Int64
@@ -138,7 +140,8 @@ func TestDistinctTokensNeverShareAnswers(t *testing.T) {
 // gone is closed, every write fails.
 type clientWriter struct {
 	*httptest.ResponseRecorder
-	gone chan struct{}
+	gone  chan struct{}
+	wrote atomic.Int64 // bytes the client received, readable while it writes
 }
 
 func (w *clientWriter) Write(p []byte) (int, error) {
@@ -146,12 +149,14 @@ func (w *clientWriter) Write(p []byte) (int, error) {
 	case <-w.gone:
 		return 0, errors.New("client went away")
 	default:
-		return w.ResponseRecorder.Write(p)
+		n, err := w.ResponseRecorder.Write(p)
+		w.wrote.Add(int64(n))
+		return n, err
 	}
 }
 
 func TestLeaderDisconnectDoesNotFailWaiters(t *testing.T) {
-	checkNoGoroutineLeak(t)
+	testkit.NoGoroutineLeak(t)
 	c := NewCoalescer(CoalescerConfig{})
 	firstHalfSent, rest := make(chan struct{}), make(chan struct{})
 	var upstreamCtxErr error
@@ -163,7 +168,7 @@ func TestLeaderDisconnectDoesNotFailWaiters(t *testing.T) {
 		fmt.Fprint(w, strings.Repeat("b", 1000))
 		upstreamCtxErr = r.Context().Err()
 	})
-	key, _ := KeyOf(httptest.NewRequest(http.MethodGet, "/_matrix/client/v3/rooms/!r:x/state", nil), false)
+	key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/_matrix/client/v3/rooms/!r:x/state", nil), false)
 
 	leaderCtx, disconnect := context.WithCancel(context.Background())
 	leaderW := &clientWriter{ResponseRecorder: httptest.NewRecorder(), gone: make(chan struct{})}
@@ -190,7 +195,10 @@ func TestLeaderDisconnectDoesNotFailWaiters(t *testing.T) {
 			results <- w
 		}()
 	}
-	eventually(t, "waiters", func() bool { return c.Waiting() == waiters })
+	testkit.Eventually(t, "waiters", func() bool { return c.Waiting() == waiters })
+	// The upstream's flush does not mean the first half reached the
+	// leader's client yet: wait for it, then the client leaves.
+	testkit.Eventually(t, "the leader's first half", func() bool { return leaderW.wrote.Load() == 1000 })
 
 	disconnect()
 	close(leaderW.gone)
@@ -223,7 +231,7 @@ func TestUpstreamErrorReachesWaitersAndIsNotCached(t *testing.T) {
 		status int
 	}{{"500", http.StatusInternalServerError}, {"429", http.StatusTooManyRequests}} {
 		t.Run(tc.name, func(t *testing.T) {
-			checkNoGoroutineLeak(t)
+			testkit.NoGoroutineLeak(t)
 			c := NewCoalescer(CoalescerConfig{})
 			release := make(chan struct{})
 			u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
@@ -242,7 +250,7 @@ func TestUpstreamErrorReachesWaitersAndIsNotCached(t *testing.T) {
 					}
 				})
 			}
-			eventually(t, "waiters", func() bool { return u.hits.Load() == 1 && c.Waiting() == n-1 })
+			testkit.Eventually(t, "waiters", func() bool { return u.hits.Load() == 1 && c.Waiting() == n-1 })
 			close(release)
 			wg.Wait()
 			if got := u.hits.Load(); got != 1 {
@@ -260,7 +268,7 @@ func TestUpstreamErrorReachesWaitersAndIsNotCached(t *testing.T) {
 }
 
 func TestFetchErrorIsReturnedToEveryWaiter(t *testing.T) {
-	checkNoGoroutineLeak(t)
+	testkit.NoGoroutineLeak(t)
 	c := NewCoalescer(CoalescerConfig{})
 	errDial := errors.New("dial upstream: connection refused")
 	started, release := make(chan struct{}, 10), make(chan struct{})
@@ -270,7 +278,7 @@ func TestFetchErrorIsReturnedToEveryWaiter(t *testing.T) {
 		<-release
 		return errDial
 	}
-	key, _ := KeyOf(httptest.NewRequest(http.MethodGet, "/x", nil), false)
+	key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/x", nil), false)
 	const n = 5
 	errs := make(chan error, n)
 	outcomes := make(chan Outcome, n)
@@ -282,7 +290,7 @@ func TestFetchErrorIsReturnedToEveryWaiter(t *testing.T) {
 		})
 	}
 	<-started
-	eventually(t, "waiters", func() bool { return c.Waiting() == n-1 })
+	testkit.Eventually(t, "waiters", func() bool { return c.Waiting() == n-1 })
 	close(release)
 	calls.Wait()
 	counts := map[Outcome]int{}
@@ -304,7 +312,7 @@ func TestFetchErrorIsReturnedToEveryWaiter(t *testing.T) {
 
 // streamingClient reads a response as it arrives.
 func TestOversizedResponseStreamsToLeaderAndSendsWaitersUpstream(t *testing.T) {
-	checkNoGoroutineLeak(t)
+	testkit.NoGoroutineLeak(t)
 	const (
 		maxBody = 1 << 20
 		total   = 50 << 20
@@ -366,7 +374,7 @@ func TestOversizedResponseStreamsToLeaderAndSendsWaitersUpstream(t *testing.T) {
 	<-leaderAtUpstream
 
 	// The waiters use the key the gateway computed for the leader.
-	key, _ := KeyOf(httptest.NewRequest(http.MethodGet, front.URL+"/_matrix/media/v3/download/x/y", nil), false)
+	key, _ := keyFor(httptest.NewRequest(http.MethodGet, front.URL+"/_matrix/media/v3/download/x/y", nil), false)
 	const waiters = 3
 	waiterDone := make(chan result, waiters)
 	for range waiters {
@@ -380,7 +388,7 @@ func TestOversizedResponseStreamsToLeaderAndSendsWaitersUpstream(t *testing.T) {
 			waiterDone <- result{n: int64(w.Body.Len()), err: err}
 		}()
 	}
-	eventually(t, "waiters", func() bool { return c.Waiting() == waiters })
+	testkit.Eventually(t, "waiters", func() bool { return c.Waiting() == waiters })
 	releaseFirst()
 
 	// Streaming: the leader's client has bytes while its upstream is held.
@@ -430,7 +438,7 @@ func TestUnshareableResponsesAreNotReused(t *testing.T) {
 		{"no-store-allowed-in-flight", "Cache-Control", "no-cache, no-store, must-revalidate", true, Coalesced},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			checkNoGoroutineLeak(t)
+			testkit.NoGoroutineLeak(t)
 			c := NewCoalescer(CoalescerConfig{ShareNoStoreInFlight: tc.allowNS})
 			started, release := make(chan struct{}, 10), make(chan struct{})
 			fetches := 0
@@ -448,7 +456,7 @@ func TestUnshareableResponsesAreNotReused(t *testing.T) {
 				fmt.Fprint(w, "answer")
 				return nil
 			}
-			key, _ := KeyOf(httptest.NewRequest(http.MethodGet, "/x", nil), false)
+			key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/x", nil), false)
 			do := func() (Outcome, *httptest.ResponseRecorder) {
 				w := httptest.NewRecorder()
 				o, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch)
@@ -468,7 +476,7 @@ func TestUnshareableResponsesAreNotReused(t *testing.T) {
 				}
 				waiterDone <- o
 			}()
-			eventually(t, "waiter", func() bool { return c.Waiting() == 1 })
+			testkit.Eventually(t, "waiter", func() bool { return c.Waiting() == 1 })
 			close(release)
 			if o := <-leaderDone; o != Leader {
 				t.Fatalf("leader outcome %v", o)
@@ -484,7 +492,7 @@ func TestUnshareableResponsesAreNotReused(t *testing.T) {
 }
 
 func TestSharedKeySharesAcrossTokens(t *testing.T) {
-	checkNoGoroutineLeak(t)
+	testkit.NoGoroutineLeak(t)
 	c := NewCoalescer(CoalescerConfig{})
 	u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "thumbnail") })
 	front, client := newGateway(t, c, u, time.Hour, time.Minute, true)
@@ -500,7 +508,7 @@ func TestSharedKeySharesAcrossTokens(t *testing.T) {
 }
 
 func TestPrivateResponseNotSharedAcrossTokens(t *testing.T) {
-	checkNoGoroutineLeak(t)
+	testkit.NoGoroutineLeak(t)
 	c := NewCoalescer(CoalescerConfig{})
 	u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "private, max-age=60")
@@ -515,7 +523,7 @@ func TestPrivateResponseNotSharedAcrossTokens(t *testing.T) {
 }
 
 func TestCompletionCacheExpiresAfterTTL(t *testing.T) {
-	checkNoGoroutineLeak(t)
+	testkit.NoGoroutineLeak(t)
 	c := NewCoalescer(CoalescerConfig{})
 	now := time.Unix(1_700_000_000, 0)
 	c.now = func() time.Time { return now }
@@ -529,7 +537,7 @@ func TestCompletionCacheExpiresAfterTTL(t *testing.T) {
 		fmt.Fprintf(w, `{"n":%d}`, fetches)
 		return nil
 	}
-	key, _ := KeyOf(httptest.NewRequest(http.MethodGet, "/x", nil), false)
+	key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/x", nil), false)
 	do := func() (Outcome, *httptest.ResponseRecorder) {
 		w := httptest.NewRecorder()
 		o, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, 10*time.Second, time.Minute, fetch)
@@ -561,14 +569,14 @@ func TestCompletionCacheExpiresAfterTTL(t *testing.T) {
 }
 
 func TestHEADReplaysHeadersOnly(t *testing.T) {
-	checkNoGoroutineLeak(t)
+	testkit.NoGoroutineLeak(t)
 	c := NewCoalescer(CoalescerConfig{})
 	fetch := func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Length", "12345")
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	key, _ := KeyOf(httptest.NewRequest(http.MethodHead, "/m", nil), true)
+	key, _ := keyFor(httptest.NewRequest(http.MethodHead, "/m", nil), true)
 	for i, want := range []Outcome{Leader, Cached} {
 		w := httptest.NewRecorder()
 		o, err := c.Do(w, httptest.NewRequest(http.MethodHead, "/m", nil), key, time.Hour, time.Minute, fetch)
@@ -582,8 +590,10 @@ func TestHEADReplaysHeadersOnly(t *testing.T) {
 }
 
 func TestCacheByteBudgetAndEntryCap(t *testing.T) {
-	checkNoGoroutineLeak(t)
-	const budget = 10 << 10
+	testkit.NoGoroutineLeak(t)
+	// Three 3 KiB answers with their headers and bookkeeping (under 1 KiB
+	// each) fit, four do not.
+	const budget = 12 << 10
 	c := NewCoalescer(CoalescerConfig{CacheBytes: budget, MaxEntries: 5})
 	body := strings.Repeat("s", 3<<10)
 	fetches := map[string]int{}
@@ -593,7 +603,7 @@ func TestCacheByteBudgetAndEntryCap(t *testing.T) {
 		return nil
 	}
 	do := func(path string) Outcome {
-		key, _ := KeyOf(httptest.NewRequest(http.MethodGet, path, nil), false)
+		key, _ := keyFor(httptest.NewRequest(http.MethodGet, path, nil), false)
 		o, err := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, path, nil), key, time.Hour, time.Minute, fetch)
 		if err != nil {
 			t.Fatal(err)
@@ -607,7 +617,7 @@ func TestCacheByteBudgetAndEntryCap(t *testing.T) {
 		}
 	}
 	if _, entries, _ := c.Len(); entries != 3 {
-		t.Fatalf("%d entries of 3 KiB in a 10 KiB budget, want 3", entries)
+		t.Fatalf("%d entries of 3 KiB in a 12 KiB budget, want 3", entries)
 	}
 	if o := do("/r9"); o != Cached {
 		t.Fatalf("newest entry: %v, want cached", o)
@@ -618,7 +628,7 @@ func TestCacheByteBudgetAndEntryCap(t *testing.T) {
 
 	// A response larger than the whole budget is served but not kept.
 	c2 := NewCoalescer(CoalescerConfig{CacheBytes: 1 << 10})
-	key, _ := KeyOf(httptest.NewRequest(http.MethodGet, "/big", nil), false)
+	key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/big", nil), false)
 	w := httptest.NewRecorder()
 	if o, _ := c2.Do(w, httptest.NewRequest(http.MethodGet, "/big", nil), key, time.Hour, time.Minute, fetch); o != Leader || w.Body.Len() != len(body) {
 		t.Fatalf("over-budget response: %v, %d bytes", o, w.Body.Len())
@@ -629,7 +639,7 @@ func TestCacheByteBudgetAndEntryCap(t *testing.T) {
 }
 
 func TestFullCoalescerPassesThrough(t *testing.T) {
-	checkNoGoroutineLeak(t)
+	testkit.NoGoroutineLeak(t)
 	c := NewCoalescer(CoalescerConfig{MaxEntries: 1})
 	started, release := make(chan struct{}), make(chan struct{})
 	blocking := func(w http.ResponseWriter, r *http.Request) error {
@@ -637,8 +647,8 @@ func TestFullCoalescerPassesThrough(t *testing.T) {
 		<-release
 		return nil
 	}
-	k1, _ := KeyOf(httptest.NewRequest(http.MethodGet, "/a", nil), false)
-	k2, _ := KeyOf(httptest.NewRequest(http.MethodGet, "/b", nil), false)
+	k1, _ := keyFor(httptest.NewRequest(http.MethodGet, "/a", nil), false)
+	k2, _ := keyFor(httptest.NewRequest(http.MethodGet, "/b", nil), false)
 	done := make(chan Outcome)
 	go func() {
 		o, _ := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/a", nil), k1, 0, time.Minute, blocking)
@@ -657,7 +667,7 @@ func TestFullCoalescerPassesThrough(t *testing.T) {
 }
 
 func TestWaiterDeadlineAndCancel(t *testing.T) {
-	checkNoGoroutineLeak(t)
+	testkit.NoGoroutineLeak(t)
 	c := NewCoalescer(CoalescerConfig{})
 	started, release := make(chan struct{}), make(chan struct{})
 	fetch := func(w http.ResponseWriter, r *http.Request) error {
@@ -666,7 +676,7 @@ func TestWaiterDeadlineAndCancel(t *testing.T) {
 		fmt.Fprint(w, "late")
 		return nil
 	}
-	key, _ := KeyOf(httptest.NewRequest(http.MethodGet, "/x", nil), false)
+	key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/x", nil), false)
 	leaderDone := make(chan struct{})
 	go func() {
 		defer close(leaderDone)
@@ -685,7 +695,7 @@ func TestWaiterDeadlineAndCancel(t *testing.T) {
 		_, err := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil).WithContext(ctx), key, 0, time.Hour, fetch)
 		canceled <- err
 	}()
-	eventually(t, "waiter", func() bool { return c.Waiting() == 1 })
+	testkit.Eventually(t, "waiter", func() bool { return c.Waiting() == 1 })
 	cancel()
 	if err := <-canceled; !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled waiter: %v", err)
@@ -698,10 +708,10 @@ func TestWaiterDeadlineAndCancel(t *testing.T) {
 }
 
 func TestLeaderPanicSendsWaitersUpstream(t *testing.T) {
-	checkNoGoroutineLeak(t)
+	testkit.NoGoroutineLeak(t)
 	c := NewCoalescer(CoalescerConfig{})
 	started, release := make(chan struct{}), make(chan struct{})
-	key, _ := KeyOf(httptest.NewRequest(http.MethodGet, "/x", nil), false)
+	key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/x", nil), false)
 	panicked := make(chan any, 1)
 	go func() {
 		defer func() { panicked <- recover() }()
@@ -724,7 +734,7 @@ func TestLeaderPanicSendsWaitersUpstream(t *testing.T) {
 		}
 		waiter <- o
 	}()
-	eventually(t, "waiter", func() bool { return c.Waiting() == 1 })
+	testkit.Eventually(t, "waiter", func() bool { return c.Waiting() == 1 })
 	close(release)
 	if p := <-panicked; p != http.ErrAbortHandler {
 		t.Fatalf("leader's panic %v not propagated", p)
@@ -734,5 +744,48 @@ func TestLeaderPanicSendsWaitersUpstream(t *testing.T) {
 	}
 	if groups, entries, used := c.Len(); groups != 0 || entries != 0 || used != 0 {
 		t.Fatalf("after panic: groups=%d entries=%d bytes=%d", groups, entries, used)
+	}
+}
+
+// A lone leader's uncacheable answer is streamed, not recorded: nothing is
+// held for it, and the group closes at its headers, so an identical request
+// arriving while the body streams leads a fetch of its own instead of
+// waiting for a copy nobody made.
+func TestLoneLeaderOfUncacheableAnswerRecordsNothing(t *testing.T) {
+	testkit.NoGoroutineLeak(t)
+	c := NewCoalescer(CoalescerConfig{ShareNoStoreInFlight: true})
+	headersSent, finish := make(chan struct{}), make(chan struct{})
+	var fetches atomic.Int32
+	fetch := func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Cache-Control", "no-cache, no-store, must-revalidate")
+		w.Header().Set("Content-Length", "12")
+		if fetches.Add(1) == 1 {
+			w.WriteHeader(http.StatusOK)
+			close(headersSent)
+			<-finish
+		}
+		fmt.Fprint(w, "answer-bytes")
+		return nil
+	}
+	key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/x", nil), false)
+	leader := make(chan Outcome, 1)
+	go func() {
+		o, _ := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch)
+		leader <- o
+	}()
+	<-headersSent
+	if groups, _, held := c.Len(); groups != 0 || held != 0 {
+		t.Errorf("while the lone leader streams: %d groups, %d bytes held; want none", groups, held)
+	}
+	w := httptest.NewRecorder()
+	if o, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch); o != Leader || err != nil || w.Body.String() != "answer-bytes" {
+		t.Errorf("a request during the stream: %v, %v, %q; want its own fetch", o, err, w.Body.String())
+	}
+	close(finish)
+	if o := <-leader; o != Leader {
+		t.Errorf("leader outcome %v", o)
+	}
+	if groups, entries, held := c.Len(); groups != 0 || entries != 0 || held != 0 {
+		t.Errorf("after: %d groups, %d entries, %d bytes; want nothing kept", groups, entries, held)
 	}
 }

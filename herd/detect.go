@@ -94,6 +94,10 @@ func NewDetector(cfg DetectorConfig) *Detector {
 // key has a herd. Room "" and room IDs longer than MaxRoomIDBytes are not
 // tracked.
 func (d *Detector) Observe(class matrix.Class, room string, user matrix.TokenID, now time.Time) (active, started bool) {
+	return d.observe(class, room, user, 0, now)
+}
+
+func (d *Detector) observe(class matrix.Class, room string, user matrix.TokenID, fleetUsers int, now time.Time) (active, started bool) {
 	if room == "" || len(room) > MaxRoomIDBytes {
 		return false, false
 	}
@@ -113,6 +117,7 @@ func (d *Detector) Observe(class matrix.Class, room string, user matrix.TokenID,
 		d.keys.Add(k, w)
 	}
 	users := w.observe(user, now.UnixNano(), d.cfg.Window, d.capUsers)
+	users = w.withFleet(fleetUsers, now.UnixNano(), users, d.cfg.Window) // detect_fleet.go
 	return d.transition(k, w, users, now)
 }
 
@@ -138,7 +143,7 @@ func (d *Detector) Active(now time.Time) []Herd {
 	defer d.mu.Unlock()
 	herds := make([]Herd, 0, len(d.active))
 	for k, w := range d.active {
-		users := w.prune(t, d.cfg.Window)
+		users := w.withFleet(0, t, w.prune(t, d.cfg.Window), d.cfg.Window)
 		if users < d.cfg.MinUsers {
 			w.active = false
 			delete(d.active, k)
@@ -162,7 +167,7 @@ func (d *Detector) Lookup(class matrix.Class, room string, now time.Time) (Herd,
 	if !ok {
 		return Herd{}, false
 	}
-	return Herd{Class: class, Room: room, Users: w.prune(t, d.cfg.Window), Since: w.since,
+	return Herd{Class: class, Room: room, Users: w.withFleet(0, t, w.prune(t, d.cfg.Window), d.cfg.Window), Since: w.since,
 		Rate: w.rates.perSecond(t, d.cfg.Window)}, true
 }
 

@@ -29,6 +29,10 @@ type userWindow struct {
 	// herd state
 	active bool
 	since  time.Time
+	// fleet is the last fleet-wide distinct-user count and when it was
+	// taken (detect_fleet.go).
+	fleet   int
+	fleetAt int64
 }
 
 type seenUser struct {

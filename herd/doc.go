@@ -10,7 +10,7 @@
 //
 // # Safety rules the Coalescer enforces
 //
-// These are the rules of DESIGN.md ("Safety rules for coalescing"); each is
+// These are the rules of docs/DESIGN.md ("Safety rules for coalescing"); each is
 // enforced here, not left to the caller:
 //
 //   - Only GET and HEAD without a body are coalesced (KeyOf returns ok=false

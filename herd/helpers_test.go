@@ -1,46 +1,16 @@
 package herd
 
 import (
+	"github.com/mxgate/mxgate/matrix"
+
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 )
-
-// checkNoGoroutineLeak fails the test if goroutines started during it are
-// still running (bounded wait) once every later-registered cleanup has run.
-// Register it first in a test so it runs last.
-func checkNoGoroutineLeak(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				t.Fatalf("goroutine leak: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
-
-// eventually polls cond until it holds, failing after a generous bound. It
-// waits for a state, it does not measure speed.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 // upstream is an httptest homeserver counting the requests it serves.
 type upstream struct {
@@ -82,12 +52,17 @@ func (u *upstream) fetch(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// keyFor is KeyOf with r's own credential, as the gate calls it.
+func keyFor(r *http.Request, shared bool) (Key, bool) {
+	return KeyOf(r, matrix.ParseCredential(r.Header, r.URL.RawQuery), shared)
+}
+
 // gateway is a front server running every request through the Coalescer,
 // the way package gate will.
 func newGateway(t *testing.T, c *Coalescer, u *upstream, ttl, wait time.Duration, shared bool) (*httptest.Server, *http.Client) {
 	t.Helper()
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key, ok := KeyOf(r, shared)
+		key, ok := keyFor(r, shared)
 		if !ok {
 			_ = u.fetch(w, r)
 			return

@@ -3,6 +3,7 @@ package limiter
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -14,7 +15,9 @@ const (
 	// LaneNormal is served first.
 	LaneNormal Lane = iota
 	// LaneHerd is for requests of a detected thundering herd: they are admitted
-	// only when no normal request of the same class waits.
+	// only when no normal request of the same class waits, and a normal
+	// request that finds the queue full takes the place of the longest-waiting
+	// one (which fails with ErrQueueFull).
 	LaneHerd
 
 	numLanes = 2
@@ -33,7 +36,15 @@ type ClassLimits struct {
 	LIFOAfter time.Duration
 	// OwnBudget keeps the class out of the global cap.
 	OwnBudget bool
+	// Adaptive lowers the cap in force to a Gradient limit learnt from the
+	// class's round trips (fed by Ticket.Done); MaxInflight is its ceiling,
+	// DefaultAdaptiveMax if 0.
+	Adaptive bool
 }
+
+// DefaultAdaptiveMax is the adaptive limit's ceiling for a class without a
+// cap (MaxInflight 0).
+const DefaultAdaptiveMax = 1000
 
 // Config configures an Admission.
 type Config struct {
@@ -43,10 +54,14 @@ type Config struct {
 	// Classes holds the limits per class index; its length fixes the number
 	// of classes.
 	Classes []ClassLimits
+	// Liveness configures the upstream liveness machine that holds
+	// admission while the upstream is down and ramps caps after.
+	Liveness LivenessConfig
 }
 
 var (
-	// ErrQueueFull means the class was at its cap and its queue was full.
+	// ErrQueueFull means the class was at its cap and its queue was full, or
+	// that a herd request's place in it went to a normal one.
 	ErrQueueFull = errors.New("queue full")
 	// ErrQueueTimeout means the request waited QueueTimeout without a slot.
 	ErrQueueTimeout = errors.New("timed out waiting for a slot")
@@ -63,16 +78,15 @@ type Admission struct {
 	classes []classState
 	waiting int // waiters over all classes
 	rr      int // class where the next dispatch scan starts
-	// held stops all admission while the upstream is down (ride-through); it
-	// is separate from the operator's per-class pause so neither clobbers
-	// the other.
-	held bool
+	// live holds all admission while the upstream is down; it is separate
+	// from the operator's per-class pause so neither clobbers the other.
+	live Liveness
+	salt uint64 // seeds the classes' gradients differently per Admission
 }
 
 type classState struct {
 	limits   ClassLimits
-	cap      int // the cap in force: limits.MaxInflight unless overridden
-	override int // >0: a dynamic cap (adaptive limit, slow start)
+	grad     *Gradient // nil unless limits.Adaptive
 	paused   bool
 	inflight int
 	queue    classQueue
@@ -83,7 +97,7 @@ func NewAdmission(cfg Config, now func() time.Time) *Admission {
 	if now == nil {
 		now = time.Now
 	}
-	a := &Admission{now: now, classes: make([]classState, len(cfg.Classes))}
+	a := &Admission{now: now, classes: make([]classState, len(cfg.Classes)), salt: rand.Uint64() | 1}
 	a.Configure(cfg)
 	return a
 }
@@ -96,31 +110,43 @@ func (a *Admission) Configure(cfg Config) {
 	defer a.mu.Unlock()
 	a.gcap = cfg.MaxInflight
 	for i := range a.classes {
+		c := &a.classes[i]
 		if i < len(cfg.Classes) {
-			a.classes[i].limits = cfg.Classes[i]
+			c.limits = cfg.Classes[i]
 		}
-		a.classes[i].updateCap()
+		c.configureGradient(a.salt * uint64(i+1))
 	}
+	a.live.Configure(cfg.Liveness)
 	a.dispatchLocked()
 }
 
-func (c *classState) updateCap() {
-	c.cap = c.limits.MaxInflight
-	if c.override > 0 && (c.cap == 0 || c.override < c.cap) {
-		c.cap = c.override
+// configureGradient builds, keeps or drops the class's gradient: one whose
+// ceiling is unchanged keeps what it has learnt, a new ceiling starts anew.
+func (c *classState) configureGradient(seed uint64) {
+	if !c.limits.Adaptive {
+		c.grad = nil
+		return
 	}
+	ceiling := c.limits.MaxInflight
+	if ceiling <= 0 {
+		ceiling = DefaultAdaptiveMax
+	}
+	if c.grad != nil && c.grad.cfg.MaxLimit == ceiling {
+		return
+	}
+	c.grad = NewGradient(GradientConfig{MinLimit: 1, MaxLimit: ceiling}, seed)
 }
 
-// SetDynamicCap lowers class's cap to n (an adaptive limit or a slow-start
-// ramp); n <= 0 removes the override. The configured MaxInflight stays the
-// ceiling.
-func (a *Admission) SetDynamicCap(class, n int) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	c := &a.classes[class]
-	c.override = n
-	c.updateCap()
-	a.dispatchLocked()
+// capLocked is the cap in force for c at now (0 = none): the configured
+// cap, lowered to the adaptive limit, scaled down while slow start ramps.
+func (a *Admission) capLocked(c *classState, now time.Time) int {
+	n := c.limits.MaxInflight
+	if c.grad != nil {
+		if l := c.grad.Limit(); n == 0 || l < n {
+			n = l
+		}
+	}
+	return a.live.Scale(n, now)
 }
 
 // SetPaused holds (or releases) a class: while paused nothing new of it is
@@ -133,85 +159,56 @@ func (a *Admission) SetPaused(class int, paused bool) {
 	a.dispatchLocked()
 }
 
-// Held reports whether admission is held (SetHeld).
-func (a *Admission) Held() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.held
-}
-
-// SetHeld holds (or releases) every class at once: while held nothing is
-// admitted and waiters keep waiting within their deadlines, as with
-// SetPaused. It is the gate's ride-through hold while the upstream is down,
-// kept apart from operator pauses so that neither undoes the other.
-func (a *Admission) SetHeld(held bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.held = held
-	a.dispatchLocked()
-}
-
-// PassOne admits the first waiter (scanning classes round-robin) that would
-// have room but for the hold: a canary request sent to learn whether a down
-// upstream is back. It reports whether one was admitted.
-func (a *Admission) PassOne() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+// passOneLocked admits the first waiter (scanning classes round-robin)
+// that would have room but for the hold: a canary request sent to learn
+// whether a down upstream is back. It reports whether one was admitted.
+func (a *Admission) passOneLocked(now time.Time) bool {
 	if a.waiting == 0 {
 		return false
 	}
-	held := a.held
-	a.held = false
-	defer func() { a.held = held }()
 	n := len(a.classes)
 	for k := 0; k < n; k++ {
 		i := (a.rr + k) % n
 		c := &a.classes[i]
-		if c.queue.len() == 0 || !a.hasRoomLocked(c) {
+		if c.queue.len() == 0 || !a.roomLocked(c, now) {
 			continue
 		}
-		a.grantLocked(c, a.now())
+		a.grantLocked(i, now)
 		a.rr = (i + 1) % n
 		return true
 	}
 	return false
 }
 
-// Inflight returns class's admitted requests now, for the adaptive limit's
-// samples (the in-flight count a request started with).
-func (a *Admission) Inflight(class int) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.classes[class].inflight
-}
-
 // Acquire admits a request of class, waiting in lane if the class or the
-// global cap is reached. It returns whether the request had to wait, and nil
-// once admitted; the caller must then call Release(class) exactly once.
-// It fails with ErrQueueFull, ErrQueueTimeout, or ctx's error; a request
-// whose context ends while waiting leaves the queue at once and holds no slot.
-func (a *Admission) Acquire(ctx context.Context, class int, lane Lane) (waited bool, err error) {
+// global cap is reached. Once admitted (err nil) the caller must call the
+// ticket's Done exactly once. It fails with ErrQueueFull, ErrQueueTimeout,
+// or ctx's error; a request whose context ends while waiting leaves the
+// queue at once and holds no slot. The ticket's Waited is valid either way.
+func (a *Admission) Acquire(ctx context.Context, class int, lane Lane) (t Ticket, err error) {
 	a.mu.Lock()
 	c := &a.classes[class]
-	if c.queue.len() == 0 && a.hasRoomLocked(c) {
+	now := a.now()
+	if c.queue.len() == 0 && a.hasRoomLocked(c, now) {
 		a.admitLocked(c)
+		t = a.ticketLocked(class, now, false)
 		a.mu.Unlock()
-		return false, nil
+		return t, nil
 	}
-	if c.queue.len() >= c.limits.Queue {
+	if c.queue.len() >= c.limits.Queue && (lane == LaneHerd || !a.displaceHerdLocked(c)) {
 		a.mu.Unlock()
-		return false, ErrQueueFull
+		return t, ErrQueueFull
 	}
 	if err := ctx.Err(); err != nil {
 		a.mu.Unlock()
-		return false, err
+		return t, err
 	}
-	now := a.now()
 	w := &waiter{ready: make(chan struct{}), lane: lane, enqueued: now}
 	c.queue.push(w, now)
 	a.waiting++
 	d := c.limits.QueueTimeout
 	a.mu.Unlock()
+	t.Waited = true
 
 	var timeout <-chan time.Time
 	if d > 0 {
@@ -221,7 +218,14 @@ func (a *Admission) Acquire(ctx context.Context, class int, lane Lane) (waited b
 	}
 	select {
 	case <-w.ready:
-		return true, nil
+		if w.displaced {
+			return t, ErrQueueFull // its place went to a normal request
+		}
+		// The round trip starts when the waiter resumes: a loaded
+		// scheduler's wake-up delay is not the upstream's latency.
+		t = w.ticket
+		t.Granted = a.now()
+		return t, nil
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-timeout:
@@ -229,26 +233,32 @@ func (a *Admission) Acquire(ctx context.Context, class int, lane Lane) (waited b
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if w.displaced {
+		return t, ErrQueueFull
+	}
 	if !w.granted {
 		c.queue.remove(w)
 		a.waiting--
-		return true, err
+		return t, err
 	}
 	// Granted while we were giving up. A timed-out request may as well use
 	// the slot; a cancelled one's client is gone, so the slot goes back.
 	if ctx.Err() == nil {
-		return true, nil
+		return w.ticket, nil
 	}
 	a.releaseLocked(class)
-	return true, err
+	return t, err
 }
 
-// Release frees a slot taken by a successful Acquire and hands it to the next
-// waiter, if any.
-func (a *Admission) Release(class int) {
+// Admit admits a request of class at once, over the caps, past any waiters
+// and through the liveness hold if need be: shadow mode lets what the
+// automatic limits would refuse through and only observes what Acquire
+// would have done. The caller must call the ticket's Done exactly once.
+func (a *Admission) Admit(class int) Ticket {
 	a.mu.Lock()
-	a.releaseLocked(class)
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	a.admitLocked(&a.classes[class])
+	return a.ticketLocked(class, a.now(), false)
 }
 
 func (a *Admission) releaseLocked(class int) {
@@ -262,8 +272,17 @@ func (a *Admission) releaseLocked(class int) {
 	}
 }
 
-func (a *Admission) hasRoomLocked(c *classState) bool {
-	if a.held || c.paused || (c.cap > 0 && c.inflight >= c.cap) {
+// hasRoomLocked reports whether c may admit one more request at now.
+func (a *Admission) hasRoomLocked(c *classState, now time.Time) bool {
+	return !a.live.Down() && a.roomLocked(c, now)
+}
+
+// roomLocked is hasRoomLocked but for the liveness hold.
+func (a *Admission) roomLocked(c *classState, now time.Time) bool {
+	if c.paused {
+		return false
+	}
+	if n := a.capLocked(c, now); n > 0 && c.inflight >= n {
 		return false
 	}
 	return c.limits.OwnBudget || a.gcap <= 0 || a.global < a.gcap
@@ -289,22 +308,41 @@ func (a *Admission) dispatchLocked() {
 		for k := 0; k < n; k++ {
 			i := (a.rr + k) % n
 			c := &a.classes[i]
-			if c.queue.len() == 0 || !a.hasRoomLocked(c) {
+			if c.queue.len() == 0 || !a.hasRoomLocked(c, now) {
 				continue
 			}
-			a.grantLocked(c, now)
+			a.grantLocked(i, now)
 			progress = true
 		}
 		a.rr = (a.rr + 1) % n
 	}
 }
 
-// grantLocked admits the waiter c's queue serves next; c must have one.
-func (a *Admission) grantLocked(c *classState, now time.Time) {
+// displaceHerdLocked removes the longest-waiting herd request from c's
+// queue, to make room for a normal one, and reports whether there was one.
+// The herd request's wait ends with ErrQueueFull: a queue filled by one
+// room's herd must not refuse the rest of the class, which it serves before
+// the herd anyway.
+func (a *Admission) displaceHerdLocked(c *classState) bool {
+	w := c.queue.lanes[LaneHerd].head
+	if w == nil {
+		return false
+	}
+	c.queue.remove(w)
+	a.waiting--
+	w.displaced = true
+	close(w.ready)
+	return true
+}
+
+// grantLocked admits the waiter class's queue serves next; it must have one.
+func (a *Admission) grantLocked(class int, now time.Time) {
+	c := &a.classes[class]
 	w := c.queue.pop(now, c.limits.LIFOAfter)
 	w.granted = true
 	a.waiting--
 	a.admitLocked(c)
+	w.ticket = a.ticketLocked(class, now, true)
 	close(w.ready)
 }
 
@@ -314,16 +352,26 @@ type ClassSnapshot struct {
 	Queued   int  `json:"queued"`
 	Cap      int  `json:"cap"` // the cap in force; 0 = none
 	Paused   bool `json:"paused,omitempty"`
+	// Adaptive classes: the gradient's limit and its no-load RTT (0 until
+	// measured).
+	Adaptive      bool          `json:"adaptive,omitempty"`
+	AdaptiveLimit int           `json:"adaptive_limit,omitempty"`
+	BaselineRTT   time.Duration `json:"baseline_rtt,omitempty"`
 }
 
-// Snapshot returns the global in-flight count and each class's state.
+// Snapshot returns the global in-flight count and each class's state at
+// the Admission's clock.
 func (a *Admission) Snapshot() (global int, classes []ClassSnapshot) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	now := a.now()
 	classes = make([]ClassSnapshot, len(a.classes))
 	for i := range a.classes {
 		c := &a.classes[i]
-		classes[i] = ClassSnapshot{Inflight: c.inflight, Queued: c.queue.len(), Cap: c.cap, Paused: c.paused}
+		classes[i] = ClassSnapshot{Inflight: c.inflight, Queued: c.queue.len(), Cap: a.capLocked(c, now), Paused: c.paused}
+		if c.grad != nil {
+			classes[i].Adaptive, classes[i].AdaptiveLimit, classes[i].BaselineRTT = true, c.grad.Limit(), c.grad.Baseline()
+		}
 	}
 	return a.global, classes
 }

@@ -8,22 +8,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/testkit"
 )
 
 func oneClass(l ClassLimits) Config { return Config{Classes: []ClassLimits{l}} }
-
-// fakeClock is a settable clock for deterministic LIFO tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // waitQueued polls until class has n waiters; bounded.
 func waitQueued(t *testing.T, a *Admission, class, n int) {
@@ -37,17 +26,6 @@ func waitQueued(t *testing.T, a *Admission, class, n int) {
 	}
 	_, cs := a.Snapshot()
 	t.Fatalf("class %d: want %d queued, have %d", class, n, cs[class].Queued)
-}
-
-func checkNoLeak(t *testing.T, before int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		t.Fatalf("goroutine leak: %d before, %d after", before, n)
-	}
 }
 
 func TestAdmissionNeverExceedsCap(t *testing.T) {
@@ -68,7 +46,7 @@ func TestAdmissionNeverExceedsCap(t *testing.T) {
 			}
 			runtime.Gosched()
 			cur.Add(-1)
-			a.Release(0)
+			release(a, 0)
 		}()
 	}
 	wg.Wait()
@@ -78,13 +56,13 @@ func TestAdmissionNeverExceedsCap(t *testing.T) {
 	if g, cs := a.Snapshot(); g != 0 || cs[0].Inflight != 0 || cs[0].Queued != 0 {
 		t.Fatalf("not drained: global %d, %+v", g, cs[0])
 	}
-	checkNoLeak(t, before)
+	testkit.CheckGoroutines(t, before)
 }
 
 func TestAdmissionQueueFullAndTimeout(t *testing.T) {
 	a := NewAdmission(oneClass(ClassLimits{MaxInflight: 1, Queue: 1, QueueTimeout: 30 * time.Millisecond}), nil)
-	if waited, err := a.Acquire(context.Background(), 0, LaneNormal); err != nil || waited {
-		t.Fatalf("first acquire: waited=%v err=%v", waited, err)
+	if tk, err := a.Acquire(context.Background(), 0, LaneNormal); err != nil || tk.Waited {
+		t.Fatalf("first acquire: waited=%v err=%v", tk.Waited, err)
 	}
 	errc := make(chan error, 1)
 	go func() { _, err := a.Acquire(context.Background(), 0, LaneNormal); errc <- err }()
@@ -117,11 +95,11 @@ func TestAdmissionCancelledWaiterLeavesAndNeverAdmitted(t *testing.T) {
 	if _, cs := a.Snapshot(); cs[0].Queued != 0 {
 		t.Fatalf("cancelled waiter still queued: %+v", cs[0])
 	}
-	a.Release(0)
+	release(a, 0)
 	if _, cs := a.Snapshot(); cs[0].Inflight != 0 {
 		t.Fatalf("slot went to a cancelled waiter: %+v", cs[0])
 	}
-	checkNoLeak(t, before)
+	testkit.CheckGoroutines(t, before)
 }
 
 func TestAdmissionGlobalCapAndOwnBudget(t *testing.T) {
@@ -141,11 +119,11 @@ func TestAdmissionGlobalCapAndOwnBudget(t *testing.T) {
 	waitQueued(t, a, 1, 1)
 	// The own-budget class is not held back by the global cap.
 	for i := 0; i < 5; i++ {
-		if waited, err := a.Acquire(context.Background(), 2, LaneNormal); err != nil || waited {
-			t.Fatalf("own-budget acquire %d: waited=%v err=%v", i, waited, err)
+		if tk, err := a.Acquire(context.Background(), 2, LaneNormal); err != nil || tk.Waited {
+			t.Fatalf("own-budget acquire %d: waited=%v err=%v", i, tk.Waited, err)
 		}
 	}
-	a.Release(0)
+	release(a, 0)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +134,7 @@ func TestAdmissionGlobalCapAndOwnBudget(t *testing.T) {
 
 // grantOrder queues n waiters (lanes given) on a full one-slot class and
 // returns the order in which they are granted as slots free one by one.
-func grantOrder(t *testing.T, a *Admission, clock *fakeClock, lanes []Lane, beforeGrants func()) []int {
+func grantOrder(t *testing.T, a *Admission, clock *testkit.Clock, lanes []Lane, beforeGrants func()) []int {
 	t.Helper()
 	order := make(chan int, len(lanes))
 	for i, lane := range lanes {
@@ -170,7 +148,7 @@ func grantOrder(t *testing.T, a *Admission, clock *fakeClock, lanes []Lane, befo
 		}()
 		waitQueued(t, a, 0, i+1)
 		if clock != nil {
-			clock.add(time.Millisecond)
+			clock.Advance(time.Millisecond)
 		}
 	}
 	if beforeGrants != nil {
@@ -178,7 +156,7 @@ func grantOrder(t *testing.T, a *Admission, clock *fakeClock, lanes []Lane, befo
 	}
 	got := make([]int, 0, len(lanes))
 	for range lanes {
-		a.Release(0)
+		release(a, 0)
 		got = append(got, <-order)
 	}
 	return got
@@ -198,9 +176,71 @@ func TestAdmissionHerdLaneWaitsBehindNormal(t *testing.T) {
 	}
 }
 
+// A queue full of one room's herd still takes a normal request of the class:
+// it displaces the longest-waiting herd request, which fails with
+// ErrQueueFull. A herd request finding the queue full is refused, and so is
+// a normal one once no herd request is left to displace.
+func TestAdmissionNormalRequestDisplacesHerdFromFullQueue(t *testing.T) {
+	before := runtime.NumGoroutine()
+	a := NewAdmission(oneClass(ClassLimits{MaxInflight: 1, Queue: 2, QueueTimeout: time.Minute}), nil)
+	if _, err := a.Acquire(context.Background(), 0, LaneNormal); err != nil {
+		t.Fatal(err)
+	}
+	results := make([]chan error, 2)
+	for i := range results {
+		results[i] = make(chan error, 1)
+		go func() {
+			_, err := a.Acquire(context.Background(), 0, LaneHerd)
+			results[i] <- err
+		}()
+		waitQueued(t, a, 0, i+1)
+	}
+	if _, err := a.Acquire(context.Background(), 0, LaneHerd); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("herd request on a full queue: %v, want ErrQueueFull", err)
+	}
+	normal := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := a.Acquire(context.Background(), 0, LaneNormal)
+			normal <- err
+		}()
+	}
+	for i := range results {
+		select {
+		case err := <-results[i]:
+			if !errors.Is(err, ErrQueueFull) {
+				t.Fatalf("displaced herd request %d: %v, want ErrQueueFull", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("herd request %d was not displaced", i)
+		}
+	}
+	waitQueued(t, a, 0, 2)
+	if _, err := a.Acquire(context.Background(), 0, LaneNormal); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("normal request on a queue full of normal ones: %v, want ErrQueueFull", err)
+	}
+	for range 3 {
+		release(a, 0)
+	}
+	for range 2 {
+		select {
+		case err := <-normal:
+			if err != nil {
+				t.Fatalf("normal request: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a normal request was not granted")
+		}
+	}
+	if g, cs := a.Snapshot(); g != 0 || cs[0].Inflight != 0 || cs[0].Queued != 0 {
+		t.Fatalf("after all released: global %d, class %+v", g, cs[0])
+	}
+	testkit.CheckGoroutines(t, before)
+}
+
 func TestAdmissionFIFOWhileQueueDrains(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1000, 0)}
-	a := NewAdmission(oneClass(ClassLimits{MaxInflight: 1, Queue: 10, QueueTimeout: time.Minute, LIFOAfter: time.Second}), clock.now)
+	clock := testkit.NewClock(time.Unix(1000, 0))
+	a := NewAdmission(oneClass(ClassLimits{MaxInflight: 1, Queue: 10, QueueTimeout: time.Minute, LIFOAfter: time.Second}), clock.Now)
 	if _, err := a.Acquire(context.Background(), 0, LaneNormal); err != nil {
 		t.Fatal(err)
 	}
@@ -213,12 +253,12 @@ func TestAdmissionFIFOWhileQueueDrains(t *testing.T) {
 }
 
 func TestAdmissionStandingQueueServesNewestFirstWithoutStarvingOldest(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1000, 0)}
-	a := NewAdmission(oneClass(ClassLimits{MaxInflight: 1, Queue: 10, QueueTimeout: time.Minute, LIFOAfter: time.Second}), clock.now)
+	clock := testkit.NewClock(time.Unix(1000, 0))
+	a := NewAdmission(oneClass(ClassLimits{MaxInflight: 1, Queue: 10, QueueTimeout: time.Minute, LIFOAfter: time.Second}), clock.Now)
 	if _, err := a.Acquire(context.Background(), 0, LaneNormal); err != nil {
 		t.Fatal(err)
 	}
-	got := grantOrder(t, a, clock, []Lane{0, 0, 0, 0, 0, 0}, func() { clock.add(2 * time.Second) })
+	got := grantOrder(t, a, clock, []Lane{0, 0, 0, 0, 0, 0}, func() { clock.Advance(2 * time.Second) })
 	// Standing for 2s > 1s: newest first, but every 4th grant goes to the oldest.
 	want := []int{5, 4, 3, 0, 2, 1}
 	for i := range want {
@@ -260,14 +300,24 @@ func TestAdmissionConfigureKeepsInflightAndDynamicCap(t *testing.T) {
 	if _, cs := a.Snapshot(); cs[0].Inflight != 3 || cs[0].Cap != 3 {
 		t.Fatalf("after reconfigure: %+v", cs[0])
 	}
-	a.SetDynamicCap(0, 1)
-	if _, cs := a.Snapshot(); cs[0].Cap != 1 {
+	// An adaptive limit lowers the cap in force (a new gradient starts in
+	// its baseline probe at half its initial limit, clamped to the ceiling
+	// 3: 2) and never raises it above the configured ceiling.
+	a.Configure(oneClass(ClassLimits{MaxInflight: 3, Queue: 10, QueueTimeout: time.Minute, Adaptive: true}))
+	if _, cs := a.Snapshot(); cs[0].Cap != 2 || !cs[0].Adaptive {
 		t.Fatalf("dynamic cap not applied: %+v", cs[0])
 	}
-	a.SetDynamicCap(0, 50) // never above the configured ceiling
-	if _, cs := a.Snapshot(); cs[0].Cap != 3 {
+	if _, cs := a.Snapshot(); cs[0].AdaptiveLimit > 3 || cs[0].Cap > 3 {
 		t.Fatalf("dynamic cap above ceiling: %+v", cs[0])
 	}
+}
+
+// release frees one admitted slot of class, for tests that do not keep the
+// tickets of the requests they admitted.
+func release(a *Admission, class int) {
+	a.mu.Lock()
+	a.releaseLocked(class)
+	a.mu.Unlock()
 }
 
 // BenchmarkAdmissionUncontended measures the admit/release fast path: no
@@ -277,10 +327,11 @@ func BenchmarkAdmissionUncontended(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := a.Acquire(ctx, 3, LaneNormal); err != nil {
+		tk, err := a.Acquire(ctx, 3, LaneNormal)
+		if err != nil {
 			b.Fatal(err)
 		}
-		a.Release(3)
+		tk.Done(Result{})
 	}
 }
 
@@ -291,11 +342,12 @@ func BenchmarkAdmissionParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := a.Acquire(ctx, 3, LaneNormal); err != nil {
+			tk, err := a.Acquire(ctx, 3, LaneNormal)
+			if err != nil {
 				b.Error(err)
 				return
 			}
-			a.Release(3)
+			tk.Done(Result{})
 		}
 	})
 }

@@ -29,6 +29,7 @@ func TestConnLimitHoldsConnectionsInBacklog(t *testing.T) {
 		t.Fatal(err)
 	}
 	lim := NewConnLimit(3)
+	lim.SetClientShare(1) // every client dials from 127.0.0.1
 	ln := lim.Wrap(raw)
 
 	accepted := make(chan net.Conn, 16)
@@ -59,7 +60,12 @@ func TestConnLimitHoldsConnectionsInBacklog(t *testing.T) {
 	// let more than 3 be open, and every client must get its turn.
 	var held []net.Conn
 	for served := 0; served < clients; served++ {
-		c := <-accepted
+		var c net.Conn
+		select {
+		case c = <-accepted:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("client %d never accepted", served)
+		}
 		held = append(held, c)
 		if st := lim.Stats(); st.Open > 3 {
 			t.Fatalf("%d connections open, cap is 3", st.Open)
@@ -131,6 +137,7 @@ func TestConnLimitSetMaxWakesAccept(t *testing.T) {
 		t.Fatal(err)
 	}
 	lim := NewConnLimit(1)
+	lim.SetClientShare(1) // both clients dial from 127.0.0.1
 	ln := lim.Wrap(raw)
 	defer ln.Close()
 	var conns []net.Conn

@@ -136,10 +136,3 @@ func (t *Tripwire) Update(ratio float64, total int) (tripped bool) {
 	}
 	return t.tripped
 }
-
-// Tripped reports the state after the last Update.
-func (t *Tripwire) Tripped() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.tripped
-}

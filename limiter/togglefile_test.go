@@ -17,7 +17,7 @@ func shedToggle(target string, since time.Time, d time.Duration) Toggle {
 
 func TestFileTogglesSurviveReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "toggles.json")
-	f, err := NewFileToggles(path, t0)
+	f, err := NewFileToggles(path, t0, 0)
 	if err != nil {
 		t.Fatalf("new store on missing file: %v", err)
 	}
@@ -48,7 +48,7 @@ func TestFileTogglesSurviveReopen(t *testing.T) {
 	}
 
 	// A "restart" 30 minutes later: both remaining toggles are back.
-	g, err := NewFileToggles(path, t0.Add(30*time.Minute))
+	g, err := NewFileToggles(path, t0.Add(30*time.Minute), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestFileTogglesSurviveReopen(t *testing.T) {
 	}
 
 	// A restart after the search toggle expired drops it on load.
-	h, err := NewFileToggles(path, t0.Add(90*time.Minute))
+	h, err := NewFileToggles(path, t0.Add(90*time.Minute), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestFileTogglesRejectsOversizedAndCorruptFiles(t *testing.T) {
 	if err := os.WriteFile(big, []byte(`{"version":1,"toggles":[]}`+strings.Repeat(" ", MaxToggleFileSize)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f, err := NewFileToggles(big, t0)
+	f, err := NewFileToggles(big, t0, 0)
 	if err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("oversized file: err = %v, want a size error", err)
 	}
@@ -84,7 +84,7 @@ func TestFileTogglesRejectsOversizedAndCorruptFiles(t *testing.T) {
 	if err := f.Put(shedToggle("search", t0, time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewFileToggles(big, t0); err != nil {
+	if _, err := NewFileToggles(big, t0, 0); err != nil {
 		t.Fatalf("file rewritten by Put does not load: %v", err)
 	}
 
@@ -96,7 +96,7 @@ func TestFileTogglesRejectsOversizedAndCorruptFiles(t *testing.T) {
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		f, err := NewFileToggles(p, t0)
+		f, err := NewFileToggles(p, t0, 0)
 		if err == nil {
 			t.Errorf("%s: no error", name)
 		}
@@ -113,7 +113,7 @@ func TestFileTogglesReportsWriteFailure(t *testing.T) {
 	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f, err := NewFileToggles(filepath.Join(blocker, "toggles.json"), t0)
+	f, err := NewFileToggles(filepath.Join(blocker, "toggles.json"), t0, 0)
 	if err == nil {
 		t.Fatal("unreadable path: no error")
 	}
@@ -129,7 +129,7 @@ func TestFileTogglesReportsWriteFailure(t *testing.T) {
 
 func TestFileTogglesKeepConfigTogglesOutOfTheFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "toggles.json")
-	f, _ := NewFileToggles(path, t0)
+	f, _ := NewFileToggles(path, t0, 0)
 	cfg := shedToggle("search", t0, time.Hour)
 	cfg.FromConfig = true
 	if err := f.Put(cfg); err != nil {
@@ -144,7 +144,7 @@ func TestFileTogglesKeepConfigTogglesOutOfTheFile(t *testing.T) {
 	if got := f.Active(t0); len(got) != 2 {
 		t.Fatalf("in memory: %+v, want both", got)
 	}
-	g, err := NewFileToggles(path, t0)
+	g, err := NewFileToggles(path, t0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

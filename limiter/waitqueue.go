@@ -3,10 +3,13 @@ package limiter
 import "time"
 
 // waiter is one request waiting for an admission slot. Its fields are guarded
-// by Admission.mu; ready is closed exactly once, when the slot is granted.
+// by Admission.mu; ready is closed exactly once, when the slot is granted or
+// the waiter is displaced from the queue.
 type waiter struct {
 	ready      chan struct{}
 	granted    bool
+	displaced  bool
+	ticket     Ticket // set when granted
 	lane       Lane
 	enqueued   time.Time
 	prev, next *waiter

@@ -9,8 +9,9 @@ import "fmt"
 // Class is the cost class of a Matrix request. Every request gets exactly one.
 type Class uint8
 
-// The endpoint classes of DESIGN.md. Their order is the index used in per-class
-// arrays throughout mxgate; NumClasses is the array length.
+// The endpoint classes of docs/DESIGN.md. Their order is the index used in per-class
+// arrays throughout mxgate; NumClasses is the array length. New classes are
+// appended, so the index of an existing class never changes.
 const (
 	Other Class = iota
 	SyncInitial
@@ -25,6 +26,12 @@ const (
 	Auth
 	Federation
 	Ephemeral
+	// Admin is the homeserver's admin API: the operator's tools mid-incident.
+	Admin
+	// Discovery is the cheap, mostly static answers a client needs to
+	// (re)connect: versions, well-known, capabilities, push rules, filters,
+	// login flows and OAuth metadata.
+	Discovery
 
 	NumClasses int = iota
 )
@@ -43,6 +50,8 @@ var classNames = [NumClasses]string{
 	Auth:        "auth",
 	Federation:  "federation",
 	Ephemeral:   "ephemeral",
+	Admin:       "admin",
+	Discovery:   "discovery",
 }
 
 // String returns the class name used in config, metrics and the admin API.

@@ -52,22 +52,28 @@ func lookup(method, rawPath, rawQuery string) (Route, int) {
 	return Route{Class: Other}, -1
 }
 
-// apiFamily is the part of the Matrix API a path prefix selects.
+// apiFamily is the part of the API a path prefix selects.
 type apiFamily uint8
 
 const (
 	clientAPI apiFamily = iota + 1
 	mediaAPI
-	serverAPI // federation and key server: server-to-server traffic
+	serverAPI     // federation, key and policy server: server-to-server traffic
+	clientRootAPI // /_matrix/client itself: only /versions lives here
+	wellKnownAPI  // /.well-known/matrix
+	synapseAPI    // Synapse's own /_synapse: SSO pages and the admin API
+
+	numFamilies = iota + 1 // size of per-family arrays (index 0 unused)
 )
 
 // apiPrefixes are the path prefixes Classify knows, in match order (the
-// authenticated media prefix must come before plain client v1). A prefix
+// authenticated media prefix must come before plain client v1, every
+// versioned client prefix before the bare /_matrix/client). A prefix
 // matches only whole segments: "/_matrix/client/v1" does not match
-// "/_matrix/client/v1x/...". Client versions not listed here (v9, versions)
-// are Other. Federation and key paths are matched by family, not version: the
-// federation API has unstable MSC endpoints too, and all of it is
-// server-to-server traffic with the same cost profile.
+// "/_matrix/client/v1x/...", which falls to the bare client prefix, where
+// only "versions" has a row. Federation, key and policy paths are matched
+// by family, not version: the federation API has unstable MSC endpoints
+// too, and all of it is server-to-server traffic with the same cost profile.
 var apiPrefixes = [...]struct {
 	prefix string
 	family apiFamily
@@ -78,17 +84,22 @@ var apiPrefixes = [...]struct {
 	{"/_matrix/client/unstable", clientAPI},
 	{"/_matrix/client/api/v1", clientAPI},
 	{"/_matrix/client/v1", clientAPI},
+	{"/_matrix/client", clientRootAPI},
 	{"/_matrix/media/r0", mediaAPI},
 	{"/_matrix/media/v3", mediaAPI},
 	{"/_matrix/media/v1", mediaAPI},
 	{"/_matrix/federation", serverAPI},
 	{"/_matrix/key", serverAPI},
+	{"/_matrix/policy", serverAPI}, // policy servers (MSC4284)
+	{"/.well-known/matrix", wellKnownAPI},
+	{"/_synapse", synapseAPI},
 }
 
 // splitPrefix returns the API family of rawPath and the path after its
 // prefix, without the separating slash.
 func splitPrefix(rawPath string) (apiFamily, string, bool) {
-	if !strings.HasPrefix(rawPath, "/_matrix/") {
+	// Every prefix starts with "/_" or "/.": a cheap rejection of the rest.
+	if len(rawPath) < 2 || rawPath[0] != '/' || (rawPath[1] != '_' && rawPath[1] != '.') {
 		return 0, "", false
 	}
 	for _, p := range apiPrefixes {
@@ -108,13 +119,13 @@ func splitPrefix(rawPath string) (apiFamily, string, bool) {
 
 // methodRule says which requests a row applies to.
 //
-// Where DESIGN.md names a method, a request with another method on that path
-// falls through to the next rows and, usually, to Other: the homeserver answers
-// it with a cheap 405/M_UNRECOGNIZED, so it must neither queue behind nor
-// occupy the slots of an expensive class. Rows where DESIGN.md names no method
-// (search, keys, media, auth, membership, ...) take any method, because their
-// endpoints use several (publicRooms is GET and POST, presence GET and PUT).
-// HEAD counts as GET: the homeserver does the same work for it.
+// Where a row names a method, a request with another method on that path
+// falls through to the next rows and, usually, to Other: the homeserver
+// answers it with a cheap 405/M_UNRECOGNIZED, so it must neither queue behind
+// nor occupy the slots of an expensive class. Rows of endpoint groups that
+// use several methods (publicRooms is GET and POST, presence GET and PUT,
+// room keys GET, PUT and DELETE) take any method. HEAD counts as GET: the
+// homeserver does the same work for it.
 type methodRule uint8
 
 const (
@@ -122,9 +133,15 @@ const (
 	get
 	post
 	put
+	// putOrPost is a write that has a transaction-ID form (PUT .../{txnId})
+	// and a form without one (POST).
+	putOrPost
 	// getIncremental is a GET /sync that asks for changes since a token: a
 	// non-empty since and no full_state=true. See isIncrementalSync.
 	getIncremental
+	// postWithPos is a sliding sync POST that continues a connection: a
+	// non-empty pos. Without one it opens a new connection.
+	postWithPos
 )
 
 func (m methodRule) matches(method, rawQuery string) bool {
@@ -137,8 +154,12 @@ func (m methodRule) matches(method, rawQuery string) bool {
 		return method == "POST"
 	case put:
 		return method == "PUT"
+	case putOrPost:
+		return method == "PUT" || method == "POST"
 	case getIncremental:
 		return (method == "GET" || method == "HEAD") && isIncrementalSync(rawQuery)
+	case postWithPos:
+		return method == "POST" && queryParam(rawQuery, "pos") != ""
 	}
 	return false
 }
@@ -159,32 +180,44 @@ type row struct {
 	class   Class
 }
 
-// routeTable is the endpoint table of DESIGN.md ("Endpoint classes"), one
+// routeTable is the endpoint table of docs/DESIGN.md ("Endpoint classes"), one
 // group per class, in the order Classify tries it: first match wins, so a
-// method-specific row comes before a broader row for the same path.
+// method-specific row comes before a broader row for the same path. Every
+// endpoint of the spec has a sample with its reason in
+// spec_endpoints_test.go; the rules of thumb are in the README.
 var routeTable = []row{
 	// sync_initial and sync: GET /sync with since is a long-poll (sync);
-	// without since, or with full_state=true, it is a full resync.
+	// without since, or with full_state=true, it is a full resync. Sliding
+	// sync without pos opens a connection: room list and required state over
+	// all the user's rooms, an initial sync. Long-polls are never
+	// sync_initial: the legacy event stream (also js-sdk's room peek) waits
+	// up to 30 s for news like /sync with since.
 	{clientAPI, getIncremental, "sync", Sync},
 	{clientAPI, get, "sync", SyncInitial},
-	{clientAPI, post, "org.matrix.simplified_msc3575/sync", Sync}, // sliding sync
-	{clientAPI, post, "org.matrix.msc3575/sync", Sync},            // sliding sync, proxy era
+	{clientAPI, postWithPos, "org.matrix.simplified_msc3575/sync", Sync},
+	{clientAPI, post, "org.matrix.simplified_msc3575/sync", SyncInitial},
+	{clientAPI, postWithPos, "org.matrix.msc3575/sync", Sync}, // proxy era
+	{clientAPI, post, "org.matrix.msc3575/sync", SyncInitial},
+	{clientAPI, get, "events", Sync},
 	{clientAPI, anyMethod, "initialSync", SyncInitial},
 	{clientAPI, anyMethod, "rooms/{room}/initialSync", SyncInitial},
-	{clientAPI, get, "events", SyncInitial}, // legacy event stream
 
-	// room_state: the full state, one state event (cheap, but still state),
-	// and the member lists.
-	{clientAPI, get, "rooms/{room}/state/**", RoomState},
+	// room_state: the whole state and the member lists. One state event is
+	// a point read (history, below).
+	{clientAPI, get, "rooms/{room}/state", RoomState},
 	{clientAPI, get, "rooms/{room}/members", RoomState},
 	{clientAPI, get, "rooms/{room}/joined_members", RoomState},
 
-	// history
+	// history: the timeline and point reads of single events.
 	{clientAPI, get, "rooms/{room}/messages", History},
 	{clientAPI, get, "rooms/{room}/context/*", History},
 	{clientAPI, get, "rooms/{room}/relations/**", History},
 	{clientAPI, get, "rooms/{room}/threads", History},
 	{clientAPI, get, "rooms/{room}/event/*", History},
+	{clientAPI, get, "rooms/{room}/state/*/**", History}, // state/{type} and state/{type}/{key}
+	{clientAPI, get, "rooms/{room}/timestamp_to_event", History},
+	{clientAPI, get, "org.matrix.msc3030/rooms/{room}/timestamp_to_event", History},
+	{clientAPI, get, "events/*", History}, // one event, legacy
 
 	// search
 	{clientAPI, anyMethod, "search", Search},
@@ -198,57 +231,121 @@ var routeTable = []row{
 	{clientAPI, post, "rooms/{room}/read_markers", Receipts},
 	{clientAPI, post, "rooms/{room}/receipt/**", Receipts},
 
-	// send: events, state events, redactions and membership changes.
-	{clientAPI, put, "rooms/{room}/send/**", Send},
+	// send: events, state events, redactions, membership changes, room
+	// creation and upgrades, in their transaction-ID (PUT .../{txnId}) and
+	// plain (POST) forms, and the actions on delayed events (MSC4140: a
+	// restart is Element Call's heartbeat; shed, the user's delayed "leave"
+	// is sent).
+	{clientAPI, putOrPost, "rooms/{room}/send/**", Send},
 	{clientAPI, put, "rooms/{room}/state/**", Send},
 	{clientAPI, anyMethod, "rooms/{room}/redact/**", Send},
-	{clientAPI, anyMethod, "join/{room}", Send},
-	{clientAPI, anyMethod, "knock/{room}", Send},
-	{clientAPI, anyMethod, "rooms/{room}/join", Send},
-	{clientAPI, anyMethod, "rooms/{room}/leave", Send},
-	{clientAPI, anyMethod, "rooms/{room}/invite", Send},
-	{clientAPI, anyMethod, "rooms/{room}/kick", Send},
-	{clientAPI, anyMethod, "rooms/{room}/ban", Send},
-	{clientAPI, anyMethod, "rooms/{room}/unban", Send},
-	{clientAPI, anyMethod, "rooms/{room}/forget", Send},
-	{clientAPI, anyMethod, "createRoom", Send},
+	{clientAPI, anyMethod, "join/{room}/**", Send},
+	{clientAPI, anyMethod, "knock/{room}/**", Send},
+	{clientAPI, anyMethod, "rooms/{room}/join/**", Send},
+	{clientAPI, anyMethod, "rooms/{room}/leave/**", Send},
+	{clientAPI, anyMethod, "rooms/{room}/invite/**", Send},
+	{clientAPI, anyMethod, "rooms/{room}/kick/**", Send},
+	{clientAPI, anyMethod, "rooms/{room}/ban/**", Send},
+	{clientAPI, anyMethod, "rooms/{room}/unban/**", Send},
+	{clientAPI, anyMethod, "rooms/{room}/forget/**", Send},
+	{clientAPI, anyMethod, "rooms/{room}/upgrade", Send},
+	{clientAPI, anyMethod, "createRoom/**", Send},
+	{clientAPI, post, "org.matrix.msc4140/delayed_events/*", Send},   // action in the body
+	{clientAPI, post, "org.matrix.msc4140/delayed_events/*/*", Send}, // cancel, restart, send
 
-	// keys: end-to-end encryption.
+	// keys: end-to-end encryption and the devices that hold the keys.
 	{clientAPI, anyMethod, "keys/query", Keys},
 	{clientAPI, anyMethod, "keys/claim", Keys},
 	{clientAPI, anyMethod, "keys/upload/**", Keys}, // r0 also had keys/upload/{deviceId}
 	{clientAPI, anyMethod, "keys/changes", Keys},
 	{clientAPI, anyMethod, "keys/device_signing/upload", Keys},
 	{clientAPI, anyMethod, "keys/signatures/upload", Keys},
+	{clientAPI, anyMethod, "org.matrix.msc3983/keys/claim", Keys},
 	{clientAPI, anyMethod, "sendToDevice/**", Keys},
 	{clientAPI, anyMethod, "room_keys/**", Keys},
+	{clientAPI, anyMethod, "devices/**", Keys},
+	{clientAPI, anyMethod, "delete_devices", Keys},
+	{clientAPI, anyMethod, "org.matrix.msc3814.v1/dehydrated_device/**", Keys},
+	{clientAPI, anyMethod, "org.matrix.msc2697.v2/dehydrated_device/**", Keys},
 
-	// media: under /_matrix/media/* and the authenticated /_matrix/client/v1/media.
+	// media: under /_matrix/media/* and the authenticated /_matrix/client/v1/media,
+	// and what another homeserver fetches over federation.
 	{mediaAPI, anyMethod, "download/**", Media},
 	{mediaAPI, anyMethod, "thumbnail/**", Media},
 	{mediaAPI, anyMethod, "upload/**", Media}, // also PUT upload/{server}/{id}
 	{mediaAPI, anyMethod, "create", Media},
 	{mediaAPI, anyMethod, "preview_url", Media},
 	{mediaAPI, anyMethod, "config", Media},
+	{serverAPI, anyMethod, "v1/media/download/**", Media},
+	{serverAPI, anyMethod, "v1/media/thumbnail/**", Media},
 
-	// auth
+	// discovery: what a client fetches to (re)connect, before its first
+	// /sync. GET /login (the login flows) is here rather than in auth so a
+	// login storm's password hashing cannot starve it; both are critical.
+	// Creating a filter is a small insert a first start needs before /sync.
+	{clientRootAPI, get, "versions", Discovery},
+	{wellKnownAPI, get, "*", Discovery},
+	{clientAPI, get, "capabilities", Discovery},
+	{clientAPI, get, "pushrules/**", Discovery},
+	{clientAPI, get, "user/*/filter/*", Discovery},
+	{clientAPI, post, "user/*/filter", Discovery},
+	{clientAPI, get, "login", Discovery},
+	{clientAPI, get, "auth_metadata", Discovery},
+	{clientAPI, get, "org.matrix.msc2965/auth_metadata", Discovery},
+	{clientAPI, get, "org.matrix.msc2965/auth_issuer", Discovery},
+	{clientAPI, get, "org.matrix.msc4143/rtc/transports", Discovery},
+
+	// auth: logging in (password, SSO, QR code), registering, logging out,
+	// account management (password, 3PIDs, deactivation) and the second half
+	// of SSO on Synapse's own pages.
 	{clientAPI, anyMethod, "login/**", Auth},
 	{clientAPI, anyMethod, "register/**", Auth},
-	{clientAPI, anyMethod, "logout/**", Auth}, // logout and logout/all
+	{clientAPI, anyMethod, "registration/**", Auth}, // registration/{medium}/submit_token
+	{clientAPI, anyMethod, "logout/**", Auth},       // logout and logout/all
 	{clientAPI, anyMethod, "refresh", Auth},
-	{clientAPI, anyMethod, "account/whoami", Auth},
+	{clientAPI, anyMethod, "account/**", Auth}, // whoami, password, deactivate, 3pid
+	{clientAPI, anyMethod, "add_threepid/**", Auth},
+	{clientAPI, anyMethod, "account_validity/**", Auth},
+	{clientAPI, anyMethod, "password_policy", Auth},
+	{clientAPI, anyMethod, "auth/**", Auth}, // user-interactive auth fallback pages
+	{clientAPI, anyMethod, "user/*/openid/request_token", Auth},
+	{clientAPI, anyMethod, "org.matrix.msc3882/login/**", Auth},
+	{clientAPI, anyMethod, "org.matrix.msc4108/rendezvous/**", Auth},
+	{clientAPI, anyMethod, "io.element.msc4388/rendezvous/**", Auth},
+	{synapseAPI, anyMethod, "client/pick_idp", Auth},
+	{synapseAPI, anyMethod, "client/pick_username/**", Auth},
+	{synapseAPI, anyMethod, "client/new_user_consent", Auth},
+	{synapseAPI, anyMethod, "client/sso_register", Auth},
+	{synapseAPI, anyMethod, "client/oidc/**", Auth},
+	{synapseAPI, anyMethod, "client/saml2/**", Auth},
+	{synapseAPI, anyMethod, "client/password_reset/**", Auth},
+	{synapseAPI, anyMethod, "client/rendezvous/**", Auth},
+	{synapseAPI, anyMethod, "mas/**", Auth}, // the authentication service's own API
 
-	// federation: everything under /_matrix/federation and /_matrix/key.
+	// admin: the spec's admin endpoints and Synapse's admin API. Never shed
+	// by brownout.
+	{clientAPI, anyMethod, "admin/**", Admin},
+	{synapseAPI, anyMethod, "admin/**", Admin},
+
+	// federation: everything else under /_matrix/federation, /_matrix/key
+	// and /_matrix/policy.
 	{serverAPI, anyMethod, "**", Federation},
 
-	// ephemeral
+	// ephemeral: worthless when late.
 	{clientAPI, anyMethod, "rooms/{room}/typing/**", Ephemeral},
 	{clientAPI, anyMethod, "presence/**", Ephemeral},
-	{clientAPI, anyMethod, "user/*/account_data/**", Ephemeral},
-	{clientAPI, anyMethod, "user/*/rooms/{room}/account_data/**", Ephemeral},
 
-	// other: any other room endpoint (aliases, upgrade, report, ...) still
-	// names its room, for per-room herd detection.
+	// other, still naming the room for per-room herd detection: room
+	// account data and tags are persistent user state (not ephemeral), room
+	// summaries and directory visibility, and any other room endpoint
+	// (aliases, report, ...).
+	{clientAPI, anyMethod, "user/*/rooms/{room}/account_data/**", Other},
+	{clientAPI, anyMethod, "org.matrix.msc3391/user/*/rooms/{room}/account_data/**", Other},
+	{clientAPI, anyMethod, "user/*/rooms/{room}/tags/**", Other},
+	{clientAPI, anyMethod, "room_summary/{room}", Other},
+	{clientAPI, anyMethod, "im.nheko.summary/rooms/{room}/summary", Other},
+	{clientAPI, anyMethod, "im.nheko.summary/summary/{room}", Other},
+	{clientAPI, anyMethod, "directory/list/room/{room}", Other},
 	{clientAPI, anyMethod, "rooms/{room}/**", Other},
 }
 
@@ -271,7 +368,7 @@ type compiledTable struct {
 	byFirst map[firstSegment][]int
 	// wildcardFirst lists, per family, the rows starting with a wildcard:
 	// the only candidates for a path whose first segment is in no row.
-	wildcardFirst [serverAPI + 1][]int
+	wildcardFirst [numFamilies][]int
 }
 
 type firstSegment struct {
@@ -431,13 +528,19 @@ func (p pattern) match(path *segments) (room string, ok bool) {
 
 // isIncrementalSync reports whether a /sync query asks only for changes since
 // a token: since is present with a non-empty value, and full_state is not
-// "true". As with url.Values.Get (and Synapse), the first occurrence of a
-// parameter counts. The query is scanned in place, without allocating; keys
-// and values are compared in their decoded form ("%73ince" is "since"), and
-// a pair whose escapes are invalid is ignored, as url.ParseQuery does. Junk
-// therefore errs towards sync_initial, the more guarded class.
+// "true". Junk therefore errs towards sync_initial, the more guarded class.
 func isIncrementalSync(rawQuery string) bool {
-	var sinceSeen, fullStateSeen, hasSince, fullState bool
+	return queryParam(rawQuery, "since") != "" && !queryComponentEquals(queryParam(rawQuery, "full_state"), "true")
+}
+
+// queryParam returns the raw (still escaped) value of the first parameter
+// of rawQuery whose decoded name is name, as url.Values.Get (and Synapse)
+// would pick it, or "" if there is none: every caller treats an absent
+// parameter as an empty one. The query is scanned in place, without allocating; names
+// are compared in their decoded form ("%73ince" is "since"), and a pair
+// whose escapes are invalid is ignored, as url.ParseQuery does. The value
+// returned always has valid escapes.
+func queryParam(rawQuery, name string) string {
 	for rawQuery != "" {
 		var pair string
 		pair, rawQuery, _ = strings.Cut(rawQuery, "&")
@@ -445,14 +548,11 @@ func isIncrementalSync(rawQuery string) bool {
 		if !validQueryEscapes(key) || !validQueryEscapes(value) {
 			continue
 		}
-		switch {
-		case !sinceSeen && queryComponentEquals(key, "since"):
-			sinceSeen, hasSince = true, value != ""
-		case !fullStateSeen && queryComponentEquals(key, "full_state"):
-			fullStateSeen, fullState = true, queryComponentEquals(value, "true")
+		if queryComponentEquals(key, name) {
+			return value
 		}
 	}
-	return hasSince && !fullState
+	return ""
 }
 
 // validQueryEscapes reports whether every % in s starts a valid %XX escape.

@@ -17,8 +17,10 @@ const (
 	room = "%21abc%3Aexample.org"
 )
 
-// classifyCases covers every row of routeTable (TestEveryRowIsCovered checks
-// that) plus the edges around them.
+// classifyCases are the edges around the rows of routeTable (query
+// decoding, methods, prefixes, room extraction); specSamples are one
+// request per endpoint. Together they reach every row
+// (TestEveryClassAndRowIsCovered checks that).
 var classifyCases = []classifyCase{
 	// sync_initial / sync
 	{"GET", v3 + "/sync", "", SyncInitial, ""},
@@ -44,17 +46,23 @@ var classifyCases = []classifyCase{
 	{"POST", v3 + "/sync", "since=s1", Other, ""}, // no such endpoint: cheap 405
 	{"GET", v3 + "/Sync", "", Other, ""},          // case-sensitive
 	{"POST", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", "pos=5", Sync, ""},
-	{"POST", "/_matrix/client/unstable/org.matrix.msc3575/sync", "", Sync, ""},
+	{"POST", "/_matrix/client/unstable/org.matrix.msc3575/sync", "", SyncInitial, ""},
+	{"POST", "/_matrix/client/unstable/org.matrix.msc3575/sync", "pos=1", Sync, ""},
+	{"POST", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", "", SyncInitial, ""},
+	{"POST", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", "pos=", SyncInitial, ""},
+	{"POST", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", "pos=%zz&pos=5", Sync, ""}, // bad pair skipped
+	{"POST", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", "timeout=1&%70os=5", Sync, ""},
 	{"GET", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", "", Other, ""},
 	{"GET", v3 + "/initialSync", "", SyncInitial, ""},
 	{"GET", v3 + "/rooms/" + room + "/initialSync", "", SyncInitial, room},
-	{"GET", "/_matrix/client/r0/events", "from=s1", SyncInitial, ""},
-	{"GET", v3 + "/events/$ev", "", Other, ""}, // a single legacy event, not the stream
+	{"GET", "/_matrix/client/r0/events", "from=s1", Sync, ""}, // a long-poll, never sync_initial
+	{"GET", v3 + "/events", "", Sync, ""},
+	{"POST", v3 + "/events", "", Other, ""},
+	{"GET", v3 + "/events/$ev", "", History, ""}, // a single legacy event, not the stream
 
 	// room_state
 	{"GET", v3 + "/rooms/" + room + "/state", "", RoomState, room},
-	{"GET", v3 + "/rooms/" + room + "/state/m.room.name", "", RoomState, room},
-	{"GET", v3 + "/rooms/" + room + "/state/m.room.member/%40u%3Aexample.org", "", RoomState, room},
+	{"GET", v3 + "/rooms/" + room + "/state/", "", RoomState, room},
 	{"GET", v3 + "/rooms/" + room + "/members", "at=t1", RoomState, room},
 	{"GET", v3 + "/rooms/" + room + "/joined_members", "", RoomState, room},
 	{"POST", v3 + "/rooms/" + room + "/state", "", Other, room},
@@ -67,6 +75,11 @@ var classifyCases = []classifyCase{
 	{"GET", "/_matrix/client/v1/rooms/" + room + "/threads", "", History, room},
 	{"GET", v3 + "/rooms/" + room + "/event/%24ev", "", History, room},
 	{"PUT", v3 + "/rooms/" + room + "/messages", "", Other, room},
+	// a point read of one state event is not room_state
+	{"GET", v3 + "/rooms/" + room + "/state/m.room.name", "", History, room},
+	{"GET", v3 + "/rooms/" + room + "/state/m.room.member/%40u%3Aexample.org", "", History, room},
+	{"GET", v3 + "/rooms/" + room + "/timestamp_to_event", "ts=1", History, room},
+	{"GET", "/_matrix/client/unstable/org.matrix.msc3030/rooms/" + room + "/timestamp_to_event", "ts=1", History, room},
 
 	// search
 	{"POST", v3 + "/search", "", Search, ""},
@@ -98,7 +111,17 @@ var classifyCases = []classifyCase{
 	{"POST", v3 + "/rooms/" + room + "/unban", "", Send, room},
 	{"POST", v3 + "/rooms/" + room + "/forget", "", Send, room},
 	{"POST", v3 + "/createRoom", "", Send, ""},
-	{"POST", v3 + "/rooms/" + room + "/send/m.room.message", "", Other, room}, // send is PUT
+	{"POST", v3 + "/rooms/" + room + "/send/m.room.message", "", Send, room}, // no transaction ID
+	{"GET", v3 + "/rooms/" + room + "/send/m.room.message/txn1", "", Other, room},
+	{"PUT", v3 + "/createRoom/txn4", "", Send, ""},
+	{"PUT", v3 + "/join/" + room + "/txn5", "", Send, room},
+	{"PUT", v3 + "/knock/" + room + "/txn5", "", Send, room},
+	{"PUT", v3 + "/rooms/" + room + "/invite/txn6", "", Send, room},
+	{"POST", v3 + "/rooms/" + room + "/upgrade", "", Send, room},
+	{"POST", "/_matrix/client/unstable/org.matrix.msc4140/delayed_events/d1", "", Send, ""},
+	{"POST", "/_matrix/client/unstable/org.matrix.msc4140/delayed_events/d1/restart", "", Send, ""},
+	{"GET", "/_matrix/client/unstable/org.matrix.msc4140/delayed_events", "", Other, ""},
+	{"GET", "/_matrix/client/unstable/org.matrix.msc4140/delayed_events/d1", "", Other, ""},
 	{"DELETE", v3 + "/rooms/" + room + "/state/m.room.name", "", Other, room},
 
 	// keys
@@ -113,6 +136,11 @@ var classifyCases = []classifyCase{
 	{"GET", v3 + "/room_keys/version", "", Keys, ""},
 	{"PUT", v3 + "/room_keys/keys/" + room + "/sess", "version=1", Keys, ""},
 	{"POST", v3 + "/keys/unknown", "", Other, ""},
+	{"POST", "/_matrix/client/unstable/org.matrix.msc3983/keys/claim", "", Keys, ""},
+	{"DELETE", v3 + "/devices/DEV", "", Keys, ""},
+	{"POST", v3 + "/delete_devices", "", Keys, ""},
+	{"PUT", "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device", "", Keys, ""},
+	{"GET", "/_matrix/client/unstable/org.matrix.msc2697.v2/dehydrated_device", "", Keys, ""},
 
 	// media
 	{"GET", mv3 + "/download/example.org/abc", "", Media, ""},
@@ -129,10 +157,15 @@ var classifyCases = []classifyCase{
 	{"GET", "/_matrix/client/v1/media/config", "", Media, ""},
 	{"GET", mv3 + "/unknown", "", Other, ""},
 	{"GET", v3 + "/media/download/example.org/abc", "", Other, ""}, // authenticated media is v1 only
+	{"GET", "/_matrix/federation/v1/media/download/abc", "", Media, ""},
+	{"GET", "/_matrix/federation/v1/media/thumbnail/abc", "width=1", Media, ""},
+	{"GET", "/_matrix/federation/v2/media/download/abc", "", Federation, ""},
 
 	// auth
 	{"POST", v3 + "/login", "", Auth, ""},
-	{"GET", v3 + "/login", "", Auth, ""},
+	{"GET", v3 + "/login", "", Discovery, ""}, // login flows
+	{"HEAD", v3 + "/login", "", Discovery, ""},
+	{"POST", v3 + "/login/get_token", "", Auth, ""},
 	{"GET", v3 + "/login/sso/redirect", "redirectUrl=x", Auth, ""},
 	{"POST", v3 + "/register", "kind=guest", Auth, ""},
 	{"GET", v3 + "/register/available", "username=a", Auth, ""},
@@ -140,7 +173,62 @@ var classifyCases = []classifyCase{
 	{"POST", v3 + "/logout/all", "", Auth, ""},
 	{"POST", v3 + "/refresh", "", Auth, ""},
 	{"GET", v3 + "/account/whoami", "", Auth, ""},
-	{"POST", v3 + "/account/password", "", Other, ""},
+	{"POST", v3 + "/account/password", "", Auth, ""},
+	{"POST", v3 + "/account/deactivate", "", Auth, ""},
+	{"POST", v3 + "/account/3pid/email/requestToken", "", Auth, ""},
+	{"POST", v3 + "/registration/email/submit_token", "", Auth, ""},
+	{"GET", v3 + "/password_policy", "", Auth, ""},
+	{"POST", v3 + "/account_validity/renew", "", Auth, ""},
+	{"GET", v3 + "/auth/m.login.terms/fallback/web", "", Auth, ""},
+	{"GET", "/_matrix/client/unstable/add_threepid/email/submit_token", "", Auth, ""},
+	{"POST", v3 + "/user/%40u%3Aexample.org/openid/request_token", "", Auth, ""},
+	{"POST", "/_matrix/client/unstable/org.matrix.msc3882/login/token", "", Auth, ""},
+	{"POST", "/_matrix/client/unstable/org.matrix.msc4108/rendezvous", "", Auth, ""},
+	{"GET", "/_matrix/client/unstable/io.element.msc4388/rendezvous/r1", "", Auth, ""},
+	{"GET", "/_synapse/client/pick_idp", "idp=x", Auth, ""},
+	{"POST", "/_synapse/client/pick_username/account_details", "", Auth, ""},
+	{"GET", "/_synapse/client/new_user_consent", "", Auth, ""},
+	{"GET", "/_synapse/client/sso_register", "", Auth, ""},
+	{"GET", "/_synapse/client/oidc/callback", "code=c", Auth, ""},
+	{"POST", "/_synapse/client/saml2/authn_response", "", Auth, ""},
+	{"POST", "/_synapse/client/password_reset/email/submit_token", "", Auth, ""},
+	{"POST", "/_synapse/client/rendezvous", "", Auth, ""},
+	{"POST", "/_synapse/mas/provision_user", "", Auth, ""},
+	{"GET", "/_synapse/client/unsubscribe", "", Other, ""},
+	{"GET", "/_synapse/client", "", Other, ""},
+	{"GET", "/_synapse", "", Other, ""},
+	{"GET", "/_synapsex/admin/v1/rooms", "", Other, ""},
+
+	// admin
+	{"GET", "/_synapse/admin/v1/server_version", "", Admin, ""},
+	{"DELETE", "/_synapse/admin/v2/rooms/" + room, "", Admin, ""},
+	{"GET", "/_synapse/admin", "", Admin, ""},
+	{"GET", "/_matrix/client/v3/admin/whois/%40u%3Aexample.org", "", Admin, ""},
+	{"PUT", "/_matrix/client/v1/admin/suspend/%40u%3Aexample.org", "", Admin, ""},
+
+	// discovery
+	{"GET", "/_matrix/client/versions", "", Discovery, ""},
+	{"GET", "/_matrix/client/versions/", "", Discovery, ""},
+	{"POST", "/_matrix/client/versions", "", Other, ""},
+	{"GET", "/_matrix/client/versionsx", "", Other, ""},
+	{"GET", "/.well-known/matrix/client", "", Discovery, ""},
+	{"GET", "/.well-known/matrix/server", "", Discovery, ""},
+	{"PUT", "/.well-known/matrix/server", "", Other, ""},
+	{"GET", "/.well-known/matrix", "", Other, ""},
+	{"GET", "/.well-known/matrix/client/x", "", Other, ""},
+	{"GET", "/.well-known/matrixx/client", "", Other, ""},
+	{"GET", "/.well-known/openid-configuration", "", Other, ""},
+	{"GET", v3 + "/capabilities", "", Discovery, ""},
+	{"GET", v3 + "/pushrules/", "", Discovery, ""},
+	{"GET", v3 + "/pushrules/global/override/.m.rule.master/enabled", "", Discovery, ""},
+	{"PUT", v3 + "/pushrules/global/override/.m.rule.master/enabled", "", Other, ""},
+	{"GET", v3 + "/user/%40u%3Aexample.org/filter/1", "", Discovery, ""},
+	{"POST", v3 + "/user/%40u%3Aexample.org/filter", "", Discovery, ""},
+	{"GET", v3 + "/user/%40u%3Aexample.org/filter", "", Other, ""},
+	{"GET", "/_matrix/client/v1/auth_metadata", "", Discovery, ""},
+	{"GET", "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata", "", Discovery, ""},
+	{"GET", "/_matrix/client/unstable/org.matrix.msc2965/auth_issuer", "", Discovery, ""},
+	{"GET", "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports", "", Discovery, ""},
 
 	// federation
 	{"PUT", "/_matrix/federation/v1/send/txn", "", Federation, ""},
@@ -149,6 +237,7 @@ var classifyCases = []classifyCase{
 	{"GET", "/_matrix/federation/unstable/org.matrix.msc0000/x", "", Federation, ""},
 	{"GET", "/_matrix/key/v2/server", "", Federation, ""},
 	{"POST", "/_matrix/key/v2/query", "", Federation, ""},
+	{"POST", "/_matrix/policy/v1/sign", "", Federation, ""},
 	{"GET", "/_matrix/federation", "", Federation, ""},
 	{"GET", "/_matrix/federationx/v1/send", "", Other, ""},
 	{"GET", "/_matrix/keys/v2/server", "", Other, ""},
@@ -157,21 +246,23 @@ var classifyCases = []classifyCase{
 	{"PUT", v3 + "/rooms/" + room + "/typing/%40u%3Aexample.org", "", Ephemeral, room},
 	{"PUT", v3 + "/presence/%40u%3Aexample.org/status", "", Ephemeral, ""},
 	{"GET", v3 + "/presence/%40u%3Aexample.org/status", "", Ephemeral, ""},
-	{"PUT", v3 + "/user/%40u%3Aexample.org/account_data/m.direct", "", Ephemeral, ""},
-	{"GET", v3 + "/user/%40u%3Aexample.org/rooms/" + room + "/account_data/m.fully_read", "", Ephemeral, room},
-	{"GET", v3 + "/user/%40u%3Aexample.org/filter/1", "", Other, ""},
+
+	// persistent account data is not ephemeral; room account data names its room
+	{"PUT", v3 + "/user/%40u%3Aexample.org/account_data/m.direct", "", Other, ""},
+	{"GET", v3 + "/user/%40u%3Aexample.org/rooms/" + room + "/account_data/m.fully_read", "", Other, room},
+	{"DELETE", "/_matrix/client/unstable/org.matrix.msc3391/user/%40u%3Aexample.org/rooms/" + room + "/account_data/x", "", Other, room},
+	{"PUT", v3 + "/user/%40u%3Aexample.org/rooms/" + room + "/tags/m.favourite", "", Other, room},
+	{"GET", v3 + "/user/%40u%3Aexample.org/rooms/" + room + "/tags", "", Other, room},
 
 	// other, with the room still named
 	{"GET", v3 + "/rooms/" + room + "/aliases", "", Other, room},
-	{"POST", v3 + "/rooms/" + room + "/upgrade", "", Other, room},
 	{"GET", v3 + "/rooms/" + room, "", Other, room},
+	{"GET", "/_matrix/client/v1/room_summary/" + room, "", Other, room},
+	{"GET", "/_matrix/client/unstable/im.nheko.summary/rooms/" + room + "/summary", "", Other, room},
+	{"GET", "/_matrix/client/unstable/im.nheko.summary/summary/" + room, "", Other, room},
+	{"PUT", v3 + "/directory/list/room/" + room, "", Other, room},
 
 	// other
-	{"GET", "/_matrix/client/versions", "", Other, ""},
-	{"GET", "/.well-known/matrix/client", "", Other, ""},
-	{"GET", "/.well-known/matrix/server", "", Other, ""},
-	{"GET", v3 + "/capabilities", "", Other, ""},
-	{"GET", v3 + "/pushrules/", "", Other, ""},
 	{"GET", v3 + "/profile/%40u%3Aexample.org", "", Other, ""},
 	{"GET", "/_matrix/client/v9/sync", "", Other, ""},
 	{"GET", "/_matrix/client/v1x/sync", "", Other, ""},
@@ -290,17 +381,24 @@ func TestClassNamesRoundTrip(t *testing.T) {
 	}
 }
 
-// TestEveryClassAndRowIsCovered makes classifyCases prove that every class
-// is produced and every table row is reached by some request.
+// TestEveryClassAndRowIsCovered makes classifyCases and specSamples prove
+// that every class is produced and every table row is reached by some
+// request.
 func TestEveryClassAndRowIsCovered(t *testing.T) {
 	classes := make([]bool, NumClasses)
 	rows := make([]bool, len(routeTable))
-	for _, c := range classifyCases {
-		route, i := lookup(c.method, c.path, c.query)
+	reach := func(method, path, query string) {
+		route, i := lookup(method, path, query)
 		classes[route.Class] = true
 		if i >= 0 {
 			rows[i] = true
 		}
+	}
+	for _, c := range classifyCases {
+		reach(c.method, c.path, c.query)
+	}
+	for _, s := range specSamples {
+		reach(s.method, s.path, s.query)
 	}
 	for c, seen := range classes {
 		if !seen {
@@ -345,7 +443,10 @@ func BenchmarkClassify(b *testing.B) {
 		{"typing", "PUT", v3 + "/rooms/" + room + "/typing/%40u%3Aexample.org", ""},
 		{"media", "GET", "/_matrix/client/v1/media/download/example.org/abc", ""},
 		{"federation", "PUT", "/_matrix/federation/v1/send/txn", ""},
-		{"other", "GET", "/_matrix/client/versions", ""},
+		{"discovery", "GET", "/_matrix/client/versions", ""},
+		{"other", "GET", v3 + "/profile/%40u%3Aexample.org", ""},
+		{"sliding_sync", "POST", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", "timeout=30000&pos=12_34"},
+		{"admin", "GET", "/_synapse/admin/v2/users/%40u%3Aexample.org", ""},
 		{"room_other", "GET", v3 + "/rooms/" + room + "/aliases", ""},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

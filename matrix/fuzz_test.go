@@ -32,6 +32,9 @@ func FuzzClassify(f *testing.F) {
 	for _, c := range classifyCases {
 		f.Add(c.method, c.path, c.query)
 	}
+	for _, s := range specSamples {
+		f.Add(s.method, s.path, s.query)
+	}
 	f.Add("GET", "/_matrix/client/v3/rooms/%21a%2Fb%3Ac/messages", "since=%")
 	f.Add("PUT", "/_matrix/client/v3/rooms/!a:b/state/", "")
 	f.Add("GET", "/_matrix/client/v3/a/b/c/d/e/f/g/h/i/j", "")

@@ -23,6 +23,11 @@ type Result struct {
 	// HerdClients and HerdResynced: how many herd clients there were and
 	// how many got both the room state and their initial sync.
 	HerdClients, HerdResynced int
+	// HerdFamilies is, per client family of the herd, how soon its clients
+	// resynced after the cause (model time).
+	HerdFamilies []FamilyResync
+	// Ideal is the herd's physical limit (ideal.go); set with HerdClients.
+	Ideal HerdIdeal
 	// Classes holds latency per endpoint class, in class order.
 	Classes []ClassLatency
 	// Errors counts failed requests by kind: the HTTP status ("429",
@@ -31,11 +36,13 @@ type Result struct {
 	Errors map[string]int
 	// Upstream is what the homeserver counted.
 	Upstream simhs.Stats
-	// HasCause says the scenario injects an incident; CauseEnd is when it
-	// ended. BaselineP99 is the background p99 before it; Recovery is the
+	// HasCause says the scenario injects an incident; CauseStart and
+	// CauseEnd are when it started and ended. BaselineP99 is the background
+	// p99 before it; Recovery is the
 	// time from CauseEnd until the background p99 is back within 2x the
 	// baseline for 3 consecutive seconds; Recovered is false if it never was.
 	HasCause    bool
+	CauseStart  time.Duration
 	CauseEnd    time.Duration
 	BaselineP99 time.Duration
 	Recovery    time.Duration
@@ -44,6 +51,13 @@ type Result struct {
 	Series []Bucket
 	// DroppedRecords counts requests beyond the recorder's cap.
 	DroppedRecords int
+}
+
+// FamilyResync is how one client family of the herd fared.
+type FamilyResync struct {
+	Family            simclient.Family
+	Clients, Resynced int
+	P50, Max          time.Duration
 }
 
 // ClassLatency is the latency of one class's requests, failures included
@@ -73,6 +87,7 @@ type analysisInput struct {
 	stats          simhs.Stats
 	samples        []int64
 	herdOK         int64
+	herdDone       map[simclient.Family][]time.Duration
 	causeEnd       time.Duration
 	hasCause       bool
 }
@@ -85,13 +100,15 @@ func analyse(in analysisInput) *Result {
 	res := &Result{
 		Scenario: in.scenario, Peer: in.peer, Duration: in.duration,
 		Requests: len(in.recs), Errors: map[string]int{}, Upstream: in.stats,
-		HerdResynced: int(in.herdOK), HasCause: in.hasCause, CauseEnd: in.causeEnd,
+		HerdResynced: int(in.herdOK), HasCause: in.hasCause, CauseStart: o.CauseAt, CauseEnd: in.causeEnd,
 		DroppedRecords: in.dropped,
 	}
+	model := func(d time.Duration) time.Duration { return time.Duration(float64(d) * o.Scale) }
 	if in.scenario == "herd" {
 		res.HerdClients = o.HerdClients
+		res.HerdFamilies = familyResyncs(o.HerdClients, in.herdDone)
+		res.Ideal = herdIdeal(o.Homeserver, in.recs, baselineConcurrency(in.samples, o.CauseAt), o.HerdClients, o.CauseAt, in.duration, model)
 	}
-	model := func(d time.Duration) time.Duration { return time.Duration(float64(d) * o.Scale) }
 
 	var perClass [matrix.NumClasses][]time.Duration
 	var okClass [matrix.NumClasses]int
@@ -212,4 +229,20 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	}
 	i := int(float64(len(sorted))*p+0.999999) - 1
 	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// familyResyncs summarises herdDone per family of herdFamilies, for a herd
+// of n clients dealt out in turn.
+func familyResyncs(n int, done map[simclient.Family][]time.Duration) []FamilyResync {
+	out := make([]FamilyResync, 0, len(herdFamilies))
+	for i, f := range herdFamilies {
+		fr := FamilyResync{Family: f, Clients: (n - i + len(herdFamilies) - 1) / len(herdFamilies)}
+		at := slices.Clone(done[f])
+		slices.Sort(at)
+		if fr.Resynced = len(at); fr.Resynced > 0 {
+			fr.P50, fr.Max = at[(len(at)-1)/2], at[len(at)-1]
+		}
+		out = append(out, fr)
+	}
+	return out
 }

@@ -1,4 +1,4 @@
-// Package scenario replays the homeserver incidents of DESIGN.md against the
+// Package scenario replays the homeserver incidents of docs/DESIGN.md against the
 // simulated homeserver, with simulated clients, through a Peer (no proxy,
 // mxgate, or another proxy), and reports what clients and homeserver saw.
 package scenario

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mxgate/mxgate/gate"
+	"github.com/mxgate/mxgate/matrix"
 )
 
 // Peer is what stands between the clients and the homeserver in a run:
@@ -46,6 +48,8 @@ type InProcess struct {
 	Config *gate.Config
 	// Scale divides the config's durations and multiplies its rates.
 	Scale float64
+	// Classes overrides class settings of the config (PeerOptions.Classes).
+	Classes map[string]json.RawMessage
 
 	gate *gate.Gate
 	srv  *http.Server
@@ -67,6 +71,9 @@ func (p *InProcess) Start(upstream string) (string, error) {
 	cfg.RideThrough.Enabled = true
 	if p.Config != nil {
 		cfg = *p.Config
+	}
+	if err := configureClasses(&cfg, p.Classes); err != nil {
+		return "", fmt.Errorf("mxgate-inprocess: %w", err)
 	}
 	cfg.UpstreamAddr = target.Host
 	g, err := gate.New(scaleGateConfig(cfg, p.Scale), gate.Options{})
@@ -128,4 +135,24 @@ func scaleGateConfig(c gate.Config, scale float64) gate.Config {
 		l.Rate *= scale
 	}
 	return c
+}
+
+// configureClasses applies per-class settings (class name to a JSON object
+// of settings) over cfg's.
+func configureClasses(cfg *gate.Config, classes map[string]json.RawMessage) error {
+	for name, raw := range classes {
+		c, err := matrix.ParseClass(name)
+		if err != nil {
+			return err
+		}
+		l := cfg.Classes[c]
+		if err := l.Configure(raw); err != nil {
+			return fmt.Errorf("class %s: %w", name, err)
+		}
+		if err := l.Validate(c); err != nil {
+			return fmt.Errorf("class %s: %w", name, err)
+		}
+		cfg.Classes[c] = l
+	}
+	return nil
 }

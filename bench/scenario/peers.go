@@ -1,12 +1,13 @@
 package scenario
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 )
 
 // PeerNames lists the peers NewPeer knows, in report order.
-var PeerNames = []string{"direct", "mxgate-inprocess", "caddy", "mxgate", "nginx", "haproxy"}
+var PeerNames = []string{"direct", "mxgate-inprocess", "caddy", "mxgate", "nginx", "haproxy", peerFleet, peerIslands}
 
 // PeerOptions configure the peers NewPeer builds.
 type PeerOptions struct {
@@ -15,6 +16,10 @@ type PeerOptions struct {
 	// MxgateBinary is the mxgate binary for the caddy and mxgate peers;
 	// empty builds ./cmd/mxgate into a temporary directory.
 	MxgateBinary string
+	// Classes overrides mxgate-inprocess's class settings: class name to a
+	// JSON object of settings, as in mxgate's JSON config
+	// (`{"room_state":{"max_inflight":2}}`).
+	Classes map[string]json.RawMessage
 }
 
 // NewPeer returns the peer called name.
@@ -23,7 +28,9 @@ func NewPeer(name string, o PeerOptions) (Peer, error) {
 	case "direct":
 		return Direct{}, nil
 	case "mxgate-inprocess":
-		return &InProcess{Scale: o.Scale}, nil
+		return &InProcess{Scale: o.Scale, Classes: o.Classes}, nil
+	case peerFleet, peerIslands: // fleet.go
+		return newFleetPeer(name, o), nil
 	}
 	if !slices.Contains(PeerNames, name) {
 		return nil, fmt.Errorf("unknown peer %q (known: %v)", name, PeerNames)

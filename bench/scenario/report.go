@@ -13,21 +13,34 @@ import (
 // WriteMarkdown writes the summary table and the per-class latency table of
 // results.
 func WriteMarkdown(w io.Writer, results []*Result) {
-	fmt.Fprintln(w, "| scenario | peer | goodput (ok/s) | ok % | herd resynced | upstream peak (non-sync) | peak fds | wasted work | errors | recovery |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
+	fmt.Fprintln(w, "| scenario | peer | goodput (ok/s) | ok % | herd resynced | ideal | vs ideal | worst background p99 vs baseline | upstream peak (non-sync) | peak fds | wasted work | errors | recovery |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 	for _, r := range results {
 		okPct := 0.0
 		if r.Requests > 0 {
 			okPct = 100 * float64(r.Goodput+classOK(r, matrix.Sync)) / float64(r.Requests)
 		}
-		herd := "–"
+		herd, ideal, vs := "–", "–", "–"
 		if r.HerdClients > 0 {
 			herd = fmt.Sprintf("%d/%d", r.HerdResynced, r.HerdClients)
+			ideal = fmt.Sprintf("%d (all in %s)", r.Ideal.Resynced, round(r.Ideal.Completion))
+			if r.Ideal.Resynced > 0 {
+				vs = fmt.Sprintf("%.2f×", float64(r.HerdResynced)/float64(r.Ideal.Resynced))
+			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %.1f | %.1f | %s | %d (%d) | %d | %s of %s | %s | %s |\n",
-			r.Scenario, r.Peer, r.GoodputPerSec, okPct, herd,
+		fmt.Fprintf(w, "| %s | %s | %.1f | %.1f | %s | %s | %s | %s | %d (%d) | %d | %s of %s | %s | %s |\n",
+			r.Scenario, r.Peer, r.GoodputPerSec, okPct, herd, ideal, vs, worstBackgroundCell(r),
 			r.Upstream.Peak, r.Upstream.PeakNonSync, r.Upstream.PeakFDs,
 			round(r.Upstream.WastedWork), round(r.Upstream.WorkDone), errorsCell(r.Errors), recoveryCell(r))
+	}
+	writeFamilies(w, results)
+	for _, r := range results {
+		if r.HerdClients > 0 {
+			fmt.Fprintf(w, "\nIdeal (physical limit, from the %s run's baseline): with %.0f requests inside the homeserver, the background leaves %.2f CPU cores and %.1f DB connections;"+
+				" a herd client costs room state + initial sync; a perfect gate resyncs %d of %d herd clients in the %s after the herd starts.\n",
+				r.Peer, r.Ideal.Concurrency, r.Ideal.CPULeft, r.Ideal.DBLeft, r.Ideal.Resynced, r.HerdClients, round(r.Ideal.Window))
+			break
+		}
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| scenario | peer | class | requests | ok | p50 | p99 |")
@@ -37,6 +50,21 @@ func WriteMarkdown(w io.Writer, results []*Result) {
 			fmt.Fprintf(w, "| %s | %s | %s | %d | %d | %s | %s |\n", r.Scenario, r.Peer, c.Class, c.Count, c.OK, round(c.P50), round(c.P99))
 		}
 	}
+}
+
+// worstBackgroundCell is the highest per-second background p99 from the
+// incident's start to the end of the run, as a multiple of the baseline p99.
+func worstBackgroundCell(r *Result) string {
+	if !r.HasCause || r.BaselineP99 <= 0 {
+		return "–"
+	}
+	var worst time.Duration
+	for _, b := range r.Series {
+		if b.At >= r.CauseStart {
+			worst = max(worst, b.P99)
+		}
+	}
+	return fmt.Sprintf("%.1f× (%s)", float64(worst)/float64(r.BaselineP99), round(worst))
 }
 
 func classOK(r *Result, class matrix.Class) int {
@@ -94,5 +122,22 @@ func round(d time.Duration) time.Duration {
 		return d.Round(time.Millisecond)
 	default:
 		return d.Round(10 * time.Microsecond)
+	}
+}
+
+// writeFamilies writes, for herd runs, how soon each client family of the
+// herd resynced after the cause.
+func writeFamilies(w io.Writer, results []*Result) {
+	header := false
+	for _, r := range results {
+		for _, f := range r.HerdFamilies {
+			if !header {
+				fmt.Fprintln(w)
+				fmt.Fprintln(w, "| scenario | peer | herd family | resynced | p50 after cause | last |")
+				fmt.Fprintln(w, "|---|---|---|---:|---:|---:|")
+				header = true
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %d/%d | %s | %s |\n", r.Scenario, r.Peer, f.Family, f.Resynced, f.Clients, round(f.P50), round(f.Max))
+		}
 	}
 }

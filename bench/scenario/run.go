@@ -78,7 +78,7 @@ func Run(ctx context.Context, name string, peer Peer, o Options) (*Result, error
 	in := analysisInput{
 		scenario: name, peer: peer.Name(), o: o, duration: duration,
 		recs: recs, dropped: dropped, stats: hs.Stats(), samples: samples,
-		herdOK: e.herdOK.Load(), causeEnd: causeEnd, hasCause: hasCause,
+		herdOK: e.herdOK.Load(), herdDone: e.herdDone, causeEnd: causeEnd, hasCause: hasCause,
 	}
 	return analyse(in), nil
 }

@@ -3,6 +3,7 @@ package scenario
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,11 +13,17 @@ import (
 
 	"github.com/mxgate/mxgate/bench/simhs"
 	"github.com/mxgate/mxgate/gate"
+	"github.com/mxgate/mxgate/matrix"
 )
 
 // testCap is the gateway's global cap in these tests: small enough that the
-// herd would exceed it many times over without the gateway.
-const testCap = 24
+// herd would exceed it many times over without the gateway. The discovery
+// class (the js-sdk clients' /versions probes) has its own budget outside
+// it, testDiscoveryCap.
+const (
+	testCap          = 24
+	testDiscoveryCap = 4
+)
 
 // smallOptions runs a scenario 50x faster with few clients and small JSON
 // bodies, so that the run is cheap in real CPU.
@@ -34,6 +41,7 @@ func smallOptions(duration time.Duration) Options {
 func testGate() *InProcess {
 	cfg := gate.DefaultConfig()
 	cfg.MaxInflight = testCap
+	cfg.Classes[matrix.Discovery].MaxInflight = testDiscoveryCap
 	return &InProcess{Config: &cfg, Scale: 50}
 }
 
@@ -63,13 +71,14 @@ func runChecked(t *testing.T, name string, peer Peer, o Options) *Result {
 	return res
 }
 
-// checkGateCap asserts the gateway kept the homeserver within its cap. The
-// slack covers requests whose client gave up: the gateway frees their slot,
-// but the homeserver keeps working on them (that is the model), and the
-// instant between the homeserver answering and counting itself done.
+// checkGateCap asserts the gateway kept the homeserver within its caps
+// (the global one and discovery's own). The slack covers requests whose
+// client gave up: the gateway frees their slot, but the homeserver keeps
+// working on them (that is the model), and the instant between the
+// homeserver answering and counting itself done.
 func checkGateCap(t *testing.T, r *Result) {
 	t.Helper()
-	slack := int64(r.Errors["gave_up"]) + 2
+	slack := int64(r.Errors["gave_up"]) + 2 + testDiscoveryCap
 	if r.Upstream.PeakNonSync > testCap+slack {
 		t.Errorf("%s with mxgate: homeserver peak %d above cap %d (+%d)", r.Scenario, r.Upstream.PeakNonSync, testCap, slack)
 	}
@@ -224,5 +233,32 @@ func TestPlotsAreWrittenPerScenario(t *testing.T) {
 	}
 	if niceCeil(0.37) != 0.5 || niceCeil(301) != 500 || niceCeil(0) != 1 {
 		t.Fatal("niceCeil")
+	}
+}
+
+func TestConfigureClasses(t *testing.T) {
+	cfg := gate.DefaultConfig()
+	err := configureClasses(&cfg, map[string]json.RawMessage{
+		"room_state":   json.RawMessage(`{"max_inflight":3}`),
+		"sync_initial": json.RawMessage(`{"queue_timeout":"5s"}`),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Classes[matrix.RoomState].MaxInflight; got != 3 {
+		t.Errorf("room_state max_inflight %d, want 3", got)
+	}
+	if got := cfg.Classes[matrix.SyncInitial]; got.QueueTimeout != 5*time.Second || got.MaxInflight != matrix.DefaultLimits[matrix.SyncInitial].MaxInflight {
+		t.Errorf("sync_initial %+v: want queue_timeout 5s over the defaults", got)
+	}
+	for _, bad := range []map[string]json.RawMessage{
+		{"no_such_class": json.RawMessage(`{}`)},
+		{"room_state": json.RawMessage(`{"no_such_setting":1}`)},
+		{"sync": json.RawMessage(`{"share_state":true}`)},
+	} {
+		cfg := gate.DefaultConfig()
+		if err := configureClasses(&cfg, bad); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
 	}
 }

@@ -52,6 +52,21 @@ type env struct {
 	start   time.Time
 	clients sync.WaitGroup
 	herdOK  atomic.Int64
+
+	herdMu   sync.Mutex
+	herdDone map[simclient.Family][]time.Duration // model time from the cause to resynced
+}
+
+// herdResynced records that a herd client of family f resynced now.
+func (e *env) herdResynced(f simclient.Family) {
+	e.herdOK.Add(1)
+	at := e.sinceStart(time.Now()) - e.o.CauseAt
+	e.herdMu.Lock()
+	defer e.herdMu.Unlock()
+	if e.herdDone == nil {
+		e.herdDone = map[simclient.Family][]time.Duration{}
+	}
+	e.herdDone[f] = append(e.herdDone[f], at)
 }
 
 // sinceStart is the model time elapsed since the run began.
@@ -91,18 +106,45 @@ func (e *env) startBackground(ctx context.Context) {
 	}
 }
 
-// herdCause: HerdClients mobile clients resync the big room within one second.
+// herdFamilies is the herd's mix of client SDKs, one in four each: the
+// mobile ones (Element X, legacy Element Android and iOS) resync the big
+// room's state, then do a full-state sync; Element Web (js-sdk) reloads: an
+// initial sync, retried the js-sdk way.
+var herdFamilies = [...]simclient.Family{simclient.FamilyElementX, simclient.FamilyElementAndroid,
+	simclient.FamilyIOS, simclient.FamilyJSSDK}
+
+// herdCause: HerdClients clients resync the big room within one second.
+// They are users who were online before (an odd event in the room sends
+// them all back to the start): each synced once in the first half of the
+// time before the herd, outside the baseline window.
 func herdCause(ctx context.Context, e *env) (time.Duration, bool) {
+	familyOf := func(i int) simclient.Family { return herdFamilies[i%len(herdFamilies)] }
+	herd := make([]*simclient.Client, e.o.HerdClients)
+	online := rand.New(rand.NewPCG(e.o.Seed, 0x4f))
+	for i := range herd {
+		o := e.copts
+		o.Family = familyOf(i)
+		c := simclient.New(e.o.Clients+i, e.o.Seed, groupHerd, o)
+		herd[i] = c
+		delay := e.o.CauseAt/4 + time.Duration(online.Int64N(int64(e.o.CauseAt/4)))
+		e.clients.Go(func() { c.SyncOnce(ctx, delay) })
+	}
 	if !e.waitUntil(ctx, e.o.CauseAt) {
 		return 0, false
 	}
 	r := rand.New(rand.NewPCG(e.o.Seed, 0x4e)) // spread over one second
-	for i := range e.o.HerdClients {
-		c := simclient.New(e.o.Clients+i, e.o.Seed, groupHerd, e.copts)
+	for i, c := range herd {
+		family := familyOf(i)
 		delay := time.Duration(r.Int64N(int64(time.Second)))
 		e.clients.Go(func() {
-			if c.Resync(ctx, bigRoom, delay) {
-				e.herdOK.Add(1)
+			ok := false
+			if family == simclient.FamilyJSSDK {
+				ok = c.InitialSync(ctx, delay)
+			} else {
+				ok = c.Resync(ctx, bigRoom, delay)
+			}
+			if ok {
+				e.herdResynced(family)
 			}
 		})
 	}

@@ -28,8 +28,9 @@ var nextBatchRE = regexp.MustCompile(`"next_batch":"([^"]+)"`)
 
 // SyncLoop runs a js-sdk style sync loop until ctx ends: 30 s long-polls
 // from since (an initial sync first if since is empty, as for a fresh
-// login). After an error it waits 2-7 s, then polls /versions (every 2-7 s)
-// until the server answers, then resumes; a 429 is waited out as told.
+// login). After an error it waits 2-7 s, then polls /versions until the
+// server answers, then resumes; a 429 is waited out as told, except by
+// FamilyJSSDK, whose sync loop treats it as any other error.
 func (c *Client) SyncLoop(ctx context.Context, since string) {
 	r := c.rand(streamSync)
 	for range maxLoopIterations {
@@ -47,7 +48,7 @@ func (c *Client) SyncLoop(ctx context.Context, since string) {
 				since = string(m[1])
 			}
 			continue
-		case a.status == http.StatusTooManyRequests && a.retryAfter > 0:
+		case a.status == http.StatusTooManyRequests && a.retryAfter > 0 && c.o.Family != FamilyJSSDK:
 			if !c.waitRetryAfter(ctx, a.retryAfter) {
 				return
 			}
@@ -59,15 +60,49 @@ func (c *Client) SyncLoop(ctx context.Context, since string) {
 	}
 }
 
-// waitForServer is the js-sdk's keep-alive after a failed sync: wait 2-7 s,
-// poll /versions, repeat until it answers.
+// waitForServer is the js-sdk's keep-alive after a failed sync (SyncApi
+// startKeepAlives): wait 2-7 s, poll /versions, and while that fails poll
+// it again every 5-10 s; any answer but a failure (a 400 or 404 counts as
+// an answer) ends the wait.
 func (c *Client) waitForServer(ctx context.Context, r *rand.Rand) bool {
+	lo, hi := 2*time.Second, 7*time.Second
 	for range maxLoopIterations {
-		if !c.wait(ctx, jitter(r, 2*time.Second, 7*time.Second)) {
+		if !c.wait(ctx, jitter(r, lo, hi)) {
 			return false
 		}
-		if a := c.do(ctx, http.MethodGet, "/_matrix/client/versions", nil, 0); a.status == http.StatusOK {
+		switch a := c.do(ctx, http.MethodGet, "/_matrix/client/versions", nil, 0); a.status {
+		case http.StatusOK, http.StatusBadRequest, http.StatusNotFound:
 			return true
+		}
+		lo, hi = 5*time.Second, 10*time.Second
+	}
+	return false
+}
+
+// SyncOnce is one incremental /sync that returns at once, after delay: a
+// client that was online before an incident, whose token the homeserver
+// (and mxgate) has therefore seen accepted. Its outcome is in the records.
+func (c *Client) SyncOnce(ctx context.Context, delay time.Duration) {
+	if c.wait(ctx, delay) {
+		c.do(ctx, http.MethodGet, clientAPI+"/sync?since=s0&timeout=0", nil, 0)
+	}
+}
+
+// InitialSync is a js-sdk client starting (a page load, or Element Web
+// after a homeserver restart): after delay, an initial /sync, retried the
+// js-sdk way (waitForServer) until it succeeds or ctx ends. It reports
+// whether it succeeded.
+func (c *Client) InitialSync(ctx context.Context, delay time.Duration) bool {
+	r := c.rand(streamResync)
+	if !c.wait(ctx, delay) {
+		return false
+	}
+	for range maxLoopIterations {
+		if a := c.do(ctx, http.MethodGet, clientAPI+"/sync", nil, c.o.SyncTimeout+c.o.SyncBuffer); a.status == http.StatusOK {
+			return true
+		}
+		if !c.waitForServer(ctx, r) {
+			return false
 		}
 	}
 	return false

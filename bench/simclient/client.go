@@ -3,13 +3,11 @@ package simclient
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +39,8 @@ type Options struct {
 	// SyncBuffer is added for the client-side timeout of a sync request
 	// (default 80s, the js-sdk's BUFFER_PERIOD_MS).
 	SyncTimeout, SyncBuffer time.Duration
+	// Family is the SDK the clients model (family.go); default generic.
+	Family Family
 }
 
 func (o Options) withDefaults() Options {
@@ -183,29 +183,18 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte) ans
 	}
 	a := answer{status: resp.StatusCode, head: head[:n]}
 	if resp.StatusCode == http.StatusTooManyRequests {
-		a.retryAfter = retryAfter(resp.Header.Get("Retry-After"), a.head)
+		a.retryAfter = c.o.Family.retryAfter(resp.Header.Get("Retry-After"), a.head)
 	}
 	return a
 }
 
-// retryAfter reads a 429's delay: the body's retry_after_ms (what Element's
-// mobile clients read), else the Retry-After header in seconds (what
-// mautrix-go reads), else 0.
-func retryAfter(header string, body []byte) time.Duration {
-	var le matrix.LimitExceeded
-	if json.Unmarshal(body, &le) == nil && le.RetryAfterMs > 0 {
-		return time.Duration(le.RetryAfterMs) * time.Millisecond
-	}
-	if s, err := strconv.Atoi(strings.TrimSpace(header)); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
-	}
-	return 0
-}
-
 // act performs one user action the way a mobile SDK does: on a 429 wait as
-// told, on a timeout, 5xx or connection error back off exponentially with
-// jitter, and give up after MaxAttempts. It reports whether it succeeded.
+// its family reads it, on a timeout, 5xx or connection error (or a 429 it
+// finds no delay in) back off exponentially with jitter, and give up after
+// MaxAttempts (matrix-ios-sdk: once its waits would pass 20 s). It reports
+// whether it succeeded.
 func (c *Client) act(ctx context.Context, r *rand.Rand, method, path string, body []byte) bool {
+	var waited time.Duration
 	for attempt := range c.o.MaxAttempts {
 		a := c.do(ctx, method, path, body, 0)
 		switch {
@@ -215,6 +204,9 @@ func (c *Client) act(ctx context.Context, r *rand.Rand, method, path string, bod
 			return false // a client error does not get better by retrying
 		}
 		if a.status == http.StatusTooManyRequests && a.retryAfter > 0 {
+			if waited += a.retryAfter; c.o.Family == FamilyIOS && waited > c.real(iosRetryBudget) {
+				return false
+			}
 			if !c.waitRetryAfter(ctx, a.retryAfter) {
 				return false
 			}

@@ -80,14 +80,41 @@ func TestHonoursRetryAfterMsThenSucceeds(t *testing.T) {
 }
 
 func TestRetryAfterReadsBodyThenHeader(t *testing.T) {
-	if d := retryAfter("9", matrix.LimitExceededBody("x", 1500*time.Millisecond)); d != 1500*time.Millisecond {
+	if d := FamilyGeneric.retryAfter("9", matrix.LimitExceededBody("x", 1500*time.Millisecond)); d != 1500*time.Millisecond {
 		t.Fatalf("body: got %v", d)
 	}
-	if d := retryAfter("4", []byte(`{"errcode":"M_LIMIT_EXCEEDED"}`)); d != 4*time.Second {
+	if d := FamilyGeneric.retryAfter("4", []byte(`{"errcode":"M_LIMIT_EXCEEDED"}`)); d != 4*time.Second {
 		t.Fatalf("header: got %v", d)
 	}
-	if d := retryAfter("", nil); d != 0 {
+	if d := FamilyGeneric.retryAfter("", nil); d != 0 {
 		t.Fatalf("none: got %v", d)
+	}
+}
+
+// Each family reads what its SDK reads from a 429.
+func TestFamiliesReadTheir429(t *testing.T) {
+	limit := matrix.LimitExceededBody("x", 1500*time.Millisecond)
+	plain := []byte(`{"errcode":"M_UNKNOWN"}`)
+	for _, tc := range []struct {
+		f      Family
+		header string
+		body   []byte
+		want   time.Duration
+	}{
+		{FamilyJSSDK, "9", limit, 9 * time.Second},
+		{FamilyJSSDK, "", limit, 1500 * time.Millisecond},
+		{FamilyElementX, "9", limit, 9 * time.Second},
+		{FamilyElementX, "9", plain, 0}, // only with M_LIMIT_EXCEEDED
+		{FamilyElementX, "Wed, 21 Oct 2015 07:28:00 GMT", limit, 1500 * time.Millisecond},
+		{FamilyElementAndroid, "9", limit, 1500 * time.Millisecond},
+		{FamilyElementAndroid, "9", plain, 0},
+		{FamilyIOS, "9", limit, 1500 * time.Millisecond},
+		{FamilyMautrix, "9", limit, 9 * time.Second},
+		{FamilyMautrix, "", limit, 0},
+	} {
+		if got := tc.f.retryAfter(tc.header, tc.body); got != tc.want {
+			t.Errorf("%s, Retry-After %q, body %s: %v, want %v", tc.f, tc.header, tc.body, got, tc.want)
+		}
 	}
 }
 
@@ -179,5 +206,47 @@ func TestRecorderIsCapped(t *testing.T) {
 	recs, dropped := r.Records()
 	if len(recs) != 2 || dropped != 3 {
 		t.Fatalf("got %d records, %d dropped", len(recs), dropped)
+	}
+}
+
+// A js-sdk client's initial sync ignores a 429's long Retry-After: it
+// probes /versions 2-7 s (model time) later, and while /versions is refused
+// again after 5-10 s, then retries /sync.
+func TestJSSDKInitialSyncProbesVersionsInsteadOfRetryAfter(t *testing.T) {
+	var l serverLog
+	var syncs, probes int
+	var mu sync.Mutex
+	c, _ := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.add(r.URL.Path)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/versions"):
+			if probes++; probes == 1 {
+				matrix.WriteLimitExceeded(w, "shed", 60*time.Second)
+				return
+			}
+			w.Write([]byte(`{"versions":["v1.11"]}`))
+		case syncs == 0:
+			syncs++
+			matrix.WriteLimitExceeded(w, "shed", 60*time.Second)
+		default:
+			w.Write([]byte(`{"next_batch":"s1"}`))
+		}
+	}))
+	c.o.Family = FamilyJSSDK
+	if !c.InitialSync(context.Background(), 0) {
+		t.Fatal("initial sync failed")
+	}
+	seen, at := l.snapshot()
+	want := []string{"/_matrix/client/v3/sync", "/_matrix/client/versions", "/_matrix/client/versions", "/_matrix/client/v3/sync"}
+	if strings.Join(seen, " ") != strings.Join(want, " ") {
+		t.Fatalf("requests %v, want %v", seen, want)
+	}
+	// Scale 100: 2-7 s is 20-70 ms, 5-10 s is 50-100 ms; the 60 s asked for would be 600 ms.
+	gaps := []time.Duration{at[1].Sub(at[0]), at[2].Sub(at[1])}
+	asked := 600 * time.Millisecond
+	if gaps[0] < 20*time.Millisecond || gaps[0] >= asked || gaps[1] < 50*time.Millisecond || gaps[1] >= asked {
+		t.Fatalf("gaps %v: want 2-7 s then 5-10 s of model time, not the 60 s asked for", gaps)
 	}
 }

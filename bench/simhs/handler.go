@@ -46,6 +46,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	cost := s.cfg.Costs[class]
+	if isWhoami(r.URL.Path) {
+		cost = whoamiCost
+	}
 	hold := cost.DB
 	slow := class == matrix.Receipts && s.takeSlowWrite()
 	if slow {
@@ -177,9 +180,27 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, class matrix.Cla
 		fmt.Fprintf(w, `{"event_id":"$sim%d"}`, pos)
 	case class == matrix.RoomState:
 		_, _ = w.Write(body)
+	case isWhoami(r.URL.Path):
+		fmt.Fprintf(w, `{"user_id":%q}`, userOf(r))
+	case strings.Contains(r.URL.Path, "/state/m.room.member/"):
+		// Every simulated user is joined to every room.
+		_, _ = w.Write([]byte(`{"membership":"join"}`))
 	default:
 		_, _ = w.Write([]byte(`{"chunk":`))
 		_, _ = w.Write(body)
 		_, _ = w.Write([]byte(`}`))
 	}
+}
+
+// whoamiCost is what /account/whoami costs: a token lookup Synapse caches,
+// not the Auth class's password hashing.
+var whoamiCost = Cost{DB: time.Millisecond, CPU: time.Millisecond, BodyBytes: 64}
+
+func isWhoami(path string) bool { return strings.HasSuffix(path, "/account/whoami") }
+
+// userOf is the user a request's access token belongs to: one user per
+// token, named after it.
+func userOf(r *http.Request) string {
+	token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return "@" + token + ":sim.test"
 }

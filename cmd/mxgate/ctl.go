@@ -65,7 +65,7 @@ a brownout. --reason is shown to shed clients and in mxgate status. The
 toggle survives config reloads and restarts until it expires.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("admin", defaultAdmin, "address of the admin endpoint")
-			cmd.Flags().String("for", "15m", "how long the toggle lasts")
+			cmd.Flags().String("for", gate.DefaultToggleDuration.String(), "how long the toggle lasts")
 			cmd.Flags().String("reason", "", "why (shown to shed clients)")
 			cmd.Flags().String("mode", "shed", "shed (429 at once) or queue (hold in the queue)")
 			cmd.Flags().String("priority", "", "brownout: shed every class at or below this priority")
@@ -263,6 +263,7 @@ func printStatus(w io.Writer, st, prev *caddymodule.StatusResponse, elapsed time
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", h.Class, h.Room, h.Users, h.Since.Local().Format("15:04:05"))
 			}
 		}
+		printFleet(tw, z.Fleet) // ctl_fleet.go
 	}
 	if cn := st.Connections; cn != nil {
 		fmt.Fprintf(tw, "client connections: %d open, cap %d, peak %d (RLIMIT_NOFILE %d)\n", cn.Open, cn.Max, cn.Peak, cn.Budget.Limit)

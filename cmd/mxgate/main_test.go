@@ -1,22 +1,30 @@
 package main
 
 import (
+	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
+	"github.com/mxgate/mxgate/internal/testhome"
 )
 
-// TestMain keeps Caddy's config autosave out of the user's home: the path is
-// computed once at init, so setting XDG_CONFIG_HOME in a test is too late.
+// TestMain keeps Caddy's storage and config autosave out of the user's home
+// before any test starts Caddy (see testhome.Isolate for why a t.Setenv in
+// a test is too late).
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "mxgate-cmd-test-")
+	cleanup, err := testhome.Isolate("mxgate-cmd-test-")
 	if err != nil {
-		panic(err)
+		fmt.Fprintln(os.Stderr, "isolating Caddy's files:", err)
+		os.Exit(1)
 	}
-	caddy.ConfigAutosavePath = filepath.Join(dir, "autosave.json")
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
+}
+
+// TestRunLeavesHomeAlone re-runs the test that starts `mxgate gateway`'s
+// config in this process with a fresh HOME and XDG dirs and checks that
+// nothing was written there.
+func TestRunLeavesHomeAlone(t *testing.T) {
+	testhome.CheckTestsLeaveHomeAlone(t, "TestCtlShedStatusRestore")
 }

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,7 +41,14 @@ func run() error {
 	duration := flag.Duration("duration", 0, "override each scenario's length (model time)")
 	out := flag.String("out", "", "directory for SCENARIO.md and SVG plots (default: stdout only)")
 	bin := flag.String("mxgate-bin", "", "mxgate binary for the caddy and mxgate peers (default: go build ./cmd/mxgate)")
+	classes := flag.String("classes", "", `mxgate-inprocess's class settings over the defaults, as JSON: '{"room_state":{"max_inflight":2}}'`)
 	flag.Parse()
+	var classSettings map[string]json.RawMessage
+	if *classes != "" {
+		if err := json.Unmarshal([]byte(*classes), &classSettings); err != nil {
+			return fmt.Errorf("-classes: %w", err)
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -54,7 +62,7 @@ func run() error {
 	var results []*scenario.Result
 	for _, sc := range names {
 		for _, pn := range strings.Split(*peers, ",") {
-			peer, err := scenario.NewPeer(strings.TrimSpace(pn), scenario.PeerOptions{Scale: *scale, MxgateBinary: *bin})
+			peer, err := scenario.NewPeer(strings.TrimSpace(pn), scenario.PeerOptions{Scale: *scale, MxgateBinary: *bin, Classes: classSettings})
 			if err != nil {
 				return err
 			}

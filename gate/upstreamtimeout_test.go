@@ -1,0 +1,185 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mxgate/mxgate/limiter"
+	"github.com/mxgate/mxgate/matrix"
+)
+
+// The timeouts are real timers: their bounds are wide apart (what must be
+// cut takes forever, what must not be cut ends well inside its budget).
+const testUpstreamTimeout = 500 * time.Millisecond
+
+// timeoutGate is a gate whose classes answer within testUpstreamTimeout.
+func timeoutGate(t *testing.T) *Gate {
+	t.Helper()
+	cfg := DefaultConfig()
+	for c := range cfg.Classes {
+		if cfg.Classes[c].UpstreamTimeout > 0 {
+			cfg.Classes[c].UpstreamTimeout = testUpstreamTimeout
+		}
+	}
+	return newTestGate(t, cfg, Options{})
+}
+
+// serveNext sends one request through g to next, as Caddy's handler does,
+// bounded in time.
+func serveTimed(t *testing.T, g *Gate, req *http.Request, next Next) (*httptest.ResponseRecorder, error, time.Duration) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- g.ServeNext(rec, req, next) }()
+	select {
+	case err := <-done:
+		return rec, err, time.Since(start)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request did not end within 10s")
+		return nil, nil, 0
+	}
+}
+
+// A stuck upstream: next waits on the request's context, as the transport
+// does, and returns its cause without writing, as Caddy's reverse proxy does.
+func stuckUpstream(w http.ResponseWriter, r *http.Request) error {
+	<-r.Context().Done()
+	return context.Cause(r.Context())
+}
+
+// A stuck upstream frees the request and its slot after the class's
+// upstream_timeout with a 504 that the failure model counts as overload:
+// a failed answer, but no evidence that the upstream is down.
+func TestUpstreamTimeoutCutsAStuckUpstream(t *testing.T) {
+	g := timeoutGate(t)
+	req := httptest.NewRequest(http.MethodGet, historyPath, nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	_, err, took := serveTimed(t, g, req, stuckUpstream)
+	var sc interface{ StatusCode() int }
+	if !errors.As(err, &sc) || sc.StatusCode() != http.StatusGatewayTimeout {
+		t.Fatalf("got %v, want an error with status 504", err)
+	}
+	if !strings.Contains(err.Error(), "upstream_timeout") {
+		t.Errorf("the error %q does not say which setting cut it", err)
+	}
+	if took < testUpstreamTimeout {
+		t.Errorf("cut after %v, before the timeout %v", took, testUpstreamTimeout)
+	}
+	st := classStatus(t, g.Status(time.Now()), matrix.History)
+	if st.Inflight != 0 {
+		t.Errorf("%d history requests still in flight", st.Inflight)
+	}
+	if g.adm.Down() {
+		t.Error("a slow upstream was marked down: ride-through would hold every class")
+	}
+	// It is the upstream's failure to answer, for the 5xx windows.
+	if h := g.UpstreamHealth(time.Now()); h.Responses != 1 || h.ErrorRatio != 1 {
+		t.Errorf("upstream health after a timeout: %+v", h)
+	}
+}
+
+// An answer whose header came in time is not cut however long its body
+// takes, and the long-poll class has no timeout at all.
+func TestUpstreamTimeoutSparesStartedAnswersAndLongPolls(t *testing.T) {
+	g := timeoutGate(t)
+	slowBody := func(w http.ResponseWriter, r *http.Request) error {
+		w.WriteHeader(http.StatusOK)
+		select {
+		case <-time.After(3 * testUpstreamTimeout):
+		case <-r.Context().Done():
+			return context.Cause(r.Context())
+		}
+		_, err := io.WriteString(w, `{"chunk":[]}`)
+		return err
+	}
+	req := httptest.NewRequest(http.MethodGet, historyPath, nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	rec, err, _ := serveTimed(t, g, req, slowBody)
+	if err != nil || rec.Body.String() != `{"chunk":[]}` {
+		t.Errorf("a slow body after a prompt header: %v, %q", err, rec.Body.String())
+	}
+
+	if matrix.DefaultLimits[matrix.Sync].UpstreamTimeout != 0 {
+		t.Fatal("long-poll sync has an upstream timeout by default")
+	}
+	longPoll := func(w http.ResponseWriter, r *http.Request) error {
+		select {
+		case <-time.After(3 * testUpstreamTimeout):
+		case <-r.Context().Done():
+			return context.Cause(r.Context())
+		}
+		_, err := io.WriteString(w, `{"next_batch":"s2"}`)
+		return err
+	}
+	req = httptest.NewRequest(http.MethodGet, "/_matrix/client/v3/sync?since=s1&timeout=30000", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	rec, err, _ = serveTimed(t, g, req, longPoll)
+	if err != nil || rec.Body.String() != `{"next_batch":"s2"}` {
+		t.Errorf("a long-poll: %v, %q", err, rec.Body.String())
+	}
+}
+
+// slowReader sends its parts one per interval, as a slow upload does.
+type slowReader struct {
+	parts    []string
+	interval time.Duration
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	if len(s.parts) == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(s.interval)
+	n := copy(p, s.parts[0])
+	s.parts = s.parts[1:]
+	return n, nil
+}
+
+// The timeout starts once the request's body has been sent: an upload that
+// takes longer than it is not cut, while an upstream that then stalls is.
+func TestUpstreamTimeoutStartsAfterTheBody(t *testing.T) {
+	g := timeoutGate(t)
+	upload := func() *http.Request {
+		body := &slowReader{parts: []string{"a", "b", "c"}, interval: testUpstreamTimeout}
+		req := httptest.NewRequest(http.MethodPost, "/_matrix/media/v3/upload", io.NopCloser(body))
+		req.Header.Set("Authorization", "Bearer tok")
+		return req
+	}
+	readThenAnswer := func(w http.ResponseWriter, r *http.Request) error {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return err
+		}
+		_, err = io.WriteString(w, `{"got":"`+string(b)+`"}`)
+		return err
+	}
+	rec, err, took := serveTimed(t, g, upload(), readThenAnswer)
+	if err != nil || rec.Body.String() != `{"got":"abc"}` {
+		t.Errorf("a slow upload (%v, timeout %v): %v, %q", took, testUpstreamTimeout, err, rec.Body.String())
+	}
+
+	readThenStall := func(w http.ResponseWriter, r *http.Request) error {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			return err
+		}
+		return stuckUpstream(w, r)
+	}
+	_, err, took = serveTimed(t, g, upload(), readThenStall)
+	var sc interface{ StatusCode() int }
+	if !errors.As(err, &sc) || sc.StatusCode() != http.StatusGatewayTimeout {
+		t.Errorf("a stall after the upload: %v, want 504", err)
+	}
+	if took < 3*testUpstreamTimeout+testUpstreamTimeout {
+		t.Errorf("cut after %v: the timeout ran during the upload", took)
+	}
+	if ev := newAttempt(0, err, nil, context.Background()).evidence(); ev != limiter.EvidenceNone {
+		t.Errorf("a timeout is evidence %v against the upstream", ev)
+	}
+}
