@@ -32,6 +32,7 @@ const (
 	crossUserRounds    = 30
 	crossUserMinRounds = 3
 	crossUserBudget    = 25 * time.Second // per gateway
+	crossUserTimeout   = 6 * time.Minute  // the whole test, per homeserver
 )
 
 // leakUser is one side of the test: its token and what only it may see.
@@ -94,7 +95,9 @@ func TestCrossUserIsolation(t *testing.T) {
 
 func testCrossUserIsolation(t *testing.T, s *hsEnv) {
 	checkGoroutineLeaks(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// Setting up two users and their rooms took 80 s on a cold, loaded CI
+	// machine; the rounds themselves are bounded by crossUserBudget.
+	ctx, cancel := context.WithTimeout(context.Background(), crossUserTimeout)
 	defer cancel()
 
 	a, b := setUpLeakUser(t, ctx, s, "a"), setUpLeakUser(t, ctx, s, "b")
@@ -189,6 +192,9 @@ func raceLeakRequests(t *testing.T, ctx context.Context, client *http.Client, na
 		}
 		close(start)
 		wg.Wait()
+		if ctx.Err() != nil {
+			t.Fatalf("%s: the test's %v ran out in round %d, before its answers could be judged", name, crossUserTimeout, rounds)
+		}
 	}
 	t.Logf("%s: %d rounds of %d requests in %v: %d answers equal to direct %v, %d refused by mxgate (429), %d failures",
 		name, rounds, len(reqs), time.Since(began).Round(time.Millisecond), compared, perEndpoint, refused, len(failures))
