@@ -20,9 +20,14 @@ import (
 // herd would exceed it many times over without the gateway. The discovery
 // class (the js-sdk clients' /versions probes) has its own budget outside
 // it, testDiscoveryCap.
+//
+// testScale runs the model this many times faster than real time: fast
+// enough for a unit test, slow enough that scheduling delays of a loaded
+// machine under the race detector stay small against the model's costs.
 const (
 	testCap          = 24
 	testDiscoveryCap = 4
+	testScale        = 20
 )
 
 // smallOptions runs a scenario 50x faster with few clients and small JSON
@@ -33,7 +38,7 @@ func smallOptions(duration time.Duration) Options {
 		hs.Costs[i].BodyBytes = min(hs.Costs[i].BodyBytes, 16<<10)
 	}
 	return Options{
-		Seed: 7, Scale: 50, Clients: 10, HerdClients: 150, SlowWrites: 2,
+		Seed: 7, Scale: testScale, Clients: 10, HerdClients: 150, SlowWrites: 2,
 		Duration: duration, Homeserver: &hs,
 	}
 }
@@ -42,7 +47,7 @@ func testGate() *InProcess {
 	cfg := gate.DefaultConfig()
 	cfg.MaxInflight = testCap
 	cfg.Classes[matrix.Discovery].MaxInflight = testDiscoveryCap
-	return &InProcess{Config: &cfg, Scale: 50}
+	return &InProcess{Config: &cfg, Scale: testScale}
 }
 
 // runChecked runs one scenario and checks what every run must satisfy: it
