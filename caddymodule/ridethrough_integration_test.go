@@ -15,6 +15,7 @@ import (
 	"github.com/mxgate/mxgate/internal/testkit"
 
 	"github.com/mxgate/mxgate/gate"
+	"github.com/mxgate/mxgate/matrix"
 )
 
 // restartableUpstream is a test homeserver on a fixed loopback port that
@@ -70,7 +71,10 @@ func (u *restartableUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) 
 	defer u.cur.Add(-1)
 	for p := u.peak.Load(); n > p && !u.peak.CompareAndSwap(p, n); p = u.peak.Load() {
 	}
-	time.Sleep(20 * time.Millisecond)
+	// Long against the proxy's own time per request on a loaded machine
+	// under the race detector, so that the looping clients keep the
+	// gate's cap full and the samples show the cap, not the clients.
+	time.Sleep(80 * time.Millisecond)
 	w.Header().Set("Content-Type", "application/json")
 	io.WriteString(w, `{"chunk":[]}`)
 }
@@ -169,6 +173,14 @@ http://127.0.0.1:%d {
 		samples = append(samples, up.cur.Load())
 		times = append(times, time.Since(back).Round(10*time.Millisecond))
 	}
+	capAfterRamp := -1
+	zoneGates(func(_ string, g *gate.Gate) {
+		for _, c := range g.Status(time.Now()).Classes {
+			if c.Class == matrix.History.String() {
+				capAfterRamp = c.Cap
+			}
+		}
+	})
 	cancel()
 	wg.Wait()
 	// Let the handlers of the cancelled requests finish before Caddy stops
@@ -202,6 +214,9 @@ http://127.0.0.1:%d {
 	// ceil(16 × 0.28) = 5, against the 20 waiting clients.
 	if early > 5 {
 		t.Fatalf("upstream had %d in flight within 600ms of returning: no ramp (samples %v)", early, samples)
+	}
+	if capAfterRamp != histCap {
+		t.Fatalf("history's cap is %d after the slow start, want %d", capAfterRamp, histCap)
 	}
 	if late < histCap-2 {
 		t.Fatalf("upstream peaked at %d in flight after the ramp, want about the cap %d (samples %v)", late, histCap, samples)
