@@ -27,7 +27,7 @@ import (
 const (
 	testCap          = 24
 	testDiscoveryCap = 4
-	testScale        = 20
+	testScale        = 10
 )
 
 // smallOptions runs a scenario 50x faster with few clients and small JSON
