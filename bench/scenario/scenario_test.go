@@ -30,7 +30,7 @@ const (
 	testScale        = 10
 )
 
-// smallOptions runs a scenario 50x faster with few clients and small JSON
+// smallOptions runs a scenario testScale times faster with few clients and small JSON
 // bodies, so that the run is cheap in real CPU.
 func smallOptions(duration time.Duration) Options {
 	hs := simhs.DefaultConfig()
