@@ -2,8 +2,11 @@ package caddymodule
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,15 +19,45 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
 
-// freePort returns a loopback port that was free a moment ago.
+// freePort returns a port that was free on every interface a moment ago.
+// Caddy binds a site's port on all interfaces, so the port is chosen below
+// the kernel's ephemeral range: there no other test's listener on port 0
+// and no outgoing connection of a package running in parallel can take it
+// between this check and Caddy's bind.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low := ephemeralPortsFrom()
+	for range 100 {
+		port := low - 1 - rand.IntN(min(low-1024, 10000))
+		l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free port below %d in 100 tries", low)
+	return 0
+}
+
+// ephemeralPortsFrom returns the lowest port the kernel hands out for port
+// 0 and outgoing connections (Linux's ip_local_port_range; 32768 where it
+// cannot be read).
+func ephemeralPortsFrom() int {
+	const fallback = 32768
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return fallback
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) == 0 {
+		return fallback
+	}
+	low, err := strconv.Atoi(fields[0])
+	if err != nil || low <= 2048 {
+		return fallback
+	}
+	return low
 }
 
 // startCaddy adapts a Caddyfile and runs it in this process until the test
