@@ -106,13 +106,16 @@ func BenchmarkRetryStorm(b *testing.B) {
 // The invariant behind the benchmark, checked in every test run: with
 // coalescing a retrying client costs the upstream no more than without.
 func TestRetryStormCoalescingSavesWork(t *testing.T) {
-	const clients, work = 10, 40 * time.Millisecond
+	// work is long against a loaded machine's scheduling delays under the
+	// race detector: at 40 ms a CI run once measured 1.80 with coalescing.
+	const clients, work = 10, 200 * time.Millisecond
 	without := retryStorm(t, 0, clients, work)
 	with := retryStorm(t, 5*time.Second, clients, work)
 	if with > without {
 		t.Fatalf("upstream fetches per answer: %.2f with coalescing, %.2f without", with, without)
 	}
-	if with > 1.5 {
-		t.Fatalf("coalescing still fetched %.2f times per answer", with)
+	// Measured: 1.40 without, 1.00 with.
+	if with > 1.2 {
+		t.Fatalf("coalescing still fetched %.2f times per answer (%.2f without)", with, without)
 	}
 }
