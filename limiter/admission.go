@@ -15,9 +15,10 @@ const (
 	// LaneNormal is served first.
 	LaneNormal Lane = iota
 	// LaneHerd is for requests of a detected thundering herd: they are admitted
-	// only when no normal request of the same class waits, and a normal
-	// request that finds the queue full takes the place of the longest-waiting
-	// one (which fails with ErrQueueFull).
+	// only when no normal request of the same class waits, never into the
+	// class's last slots (herdReserve), and a normal request that finds the
+	// queue full takes the place of the longest-waiting one (which fails with
+	// ErrQueueFull).
 	LaneHerd
 
 	numLanes = 2
@@ -85,11 +86,25 @@ type Admission struct {
 }
 
 type classState struct {
-	limits   ClassLimits
-	grad     *Gradient // nil unless limits.Adaptive
-	paused   bool
-	inflight int
-	queue    classQueue
+	limits       ClassLimits
+	grad         *Gradient // nil unless limits.Adaptive
+	paused       bool
+	inflight     int
+	herdInflight int // of inflight, those admitted in LaneHerd
+	queue        classQueue
+}
+
+// herdReserve is how many of a class's cap slots a herd may not take: an
+// eighth, at least one, for a cap of two or more. Herd requests are the
+// expensive ones and, under the incident, the slow ones; without a reserve
+// they hold every slot, and the rest of the class (another room's state, a
+// page of history) waits as long as a herd request takes, though it is
+// served first, until its queue deadline.
+func herdReserve(limit int) int {
+	if limit < 2 {
+		return 0
+	}
+	return max(1, limit/8)
 }
 
 // NewAdmission returns an Admission for cfg. now may be nil for time.Now.
@@ -170,7 +185,7 @@ func (a *Admission) passOneLocked(now time.Time) bool {
 	for k := 0; k < n; k++ {
 		i := (a.rr + k) % n
 		c := &a.classes[i]
-		if c.queue.len() == 0 || !a.roomLocked(c, now) {
+		if !a.grantableLocked(c, now) || !a.roomLocked(c, now) {
 			continue
 		}
 		a.grantLocked(i, now)
@@ -189,9 +204,15 @@ func (a *Admission) Acquire(ctx context.Context, class int, lane Lane) (t Ticket
 	a.mu.Lock()
 	c := &a.classes[class]
 	now := a.now()
-	if c.queue.len() == 0 && a.hasRoomLocked(c, now) {
-		a.admitLocked(c)
-		t = a.ticketLocked(class, now, false)
+	// A normal request passes waiting herd requests, which it is served
+	// before anyway; a herd request passes nobody.
+	ahead := c.queue.lanes[LaneNormal].len
+	if lane == LaneHerd {
+		ahead = c.queue.len()
+	}
+	if ahead == 0 && a.hasRoomLocked(c, now) && (lane == LaneNormal || a.herdRoomLocked(c, now)) {
+		a.admitLocked(c, lane)
+		t = a.ticketLocked(class, lane, now, false)
 		a.mu.Unlock()
 		return t, nil
 	}
@@ -246,7 +267,7 @@ func (a *Admission) Acquire(ctx context.Context, class int, lane Lane) (t Ticket
 	if ctx.Err() == nil {
 		return w.ticket, nil
 	}
-	a.releaseLocked(class)
+	a.releaseLocked(class, lane)
 	return t, err
 }
 
@@ -257,13 +278,16 @@ func (a *Admission) Acquire(ctx context.Context, class int, lane Lane) (t Ticket
 func (a *Admission) Admit(class int) Ticket {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.admitLocked(&a.classes[class])
-	return a.ticketLocked(class, a.now(), false)
+	a.admitLocked(&a.classes[class], LaneNormal)
+	return a.ticketLocked(class, LaneNormal, a.now(), false)
 }
 
-func (a *Admission) releaseLocked(class int) {
+func (a *Admission) releaseLocked(class int, lane Lane) {
 	c := &a.classes[class]
 	c.inflight--
+	if lane == LaneHerd {
+		c.herdInflight--
+	}
 	if !c.limits.OwnBudget {
 		a.global--
 	}
@@ -288,8 +312,24 @@ func (a *Admission) roomLocked(c *classState, now time.Time) bool {
 	return c.limits.OwnBudget || a.gcap <= 0 || a.global < a.gcap
 }
 
-func (a *Admission) admitLocked(c *classState) {
+// herdRoomLocked reports whether c's herd requests may take one more slot:
+// they leave herdReserve slots of the cap in force to the rest of the class.
+func (a *Admission) herdRoomLocked(c *classState, now time.Time) bool {
+	n := a.capLocked(c, now)
+	return n <= 0 || c.herdInflight < n-herdReserve(n)
+}
+
+// grantableLocked reports whether c's queue holds a waiter that may take a
+// free slot: a normal one, or a herd one within the herd's share.
+func (a *Admission) grantableLocked(c *classState, now time.Time) bool {
+	return c.queue.lanes[LaneNormal].len > 0 || (c.queue.lanes[LaneHerd].len > 0 && a.herdRoomLocked(c, now))
+}
+
+func (a *Admission) admitLocked(c *classState, lane Lane) {
 	c.inflight++
+	if lane == LaneHerd {
+		c.herdInflight++
+	}
 	if !c.limits.OwnBudget {
 		a.global++
 	}
@@ -308,7 +348,7 @@ func (a *Admission) dispatchLocked() {
 		for k := 0; k < n; k++ {
 			i := (a.rr + k) % n
 			c := &a.classes[i]
-			if c.queue.len() == 0 || !a.hasRoomLocked(c, now) {
+			if !a.grantableLocked(c, now) || !a.hasRoomLocked(c, now) {
 				continue
 			}
 			a.grantLocked(i, now)
@@ -335,14 +375,15 @@ func (a *Admission) displaceHerdLocked(c *classState) bool {
 	return true
 }
 
-// grantLocked admits the waiter class's queue serves next; it must have one.
+// grantLocked admits the waiter class's queue serves next; it must have
+// one that grantableLocked allows.
 func (a *Admission) grantLocked(class int, now time.Time) {
 	c := &a.classes[class]
 	w := c.queue.pop(now, c.limits.LIFOAfter)
 	w.granted = true
 	a.waiting--
-	a.admitLocked(c)
-	w.ticket = a.ticketLocked(class, now, true)
+	a.admitLocked(c, w.lane)
+	w.ticket = a.ticketLocked(class, w.lane, now, true)
 	close(w.ready)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -133,18 +134,24 @@ func TestAdmissionGlobalCapAndOwnBudget(t *testing.T) {
 }
 
 // grantOrder queues n waiters (lanes given) on a full one-slot class and
-// returns the order in which they are granted as slots free one by one.
+// returns the order in which they are granted as slots free one by one:
+// first the slot held before, then each granted waiter's own.
 func grantOrder(t *testing.T, a *Admission, clock *testkit.Clock, lanes []Lane, beforeGrants func()) []int {
 	t.Helper()
-	order := make(chan int, len(lanes))
+	type grant struct {
+		i      int
+		ticket Ticket
+	}
+	order := make(chan grant, len(lanes))
 	for i, lane := range lanes {
 		go func() {
-			if _, err := a.Acquire(context.Background(), 0, lane); err != nil {
+			tk, err := a.Acquire(context.Background(), 0, lane)
+			if err != nil {
 				t.Error(err)
-				order <- -1
+				order <- grant{i: -1}
 				return
 			}
-			order <- i
+			order <- grant{i, tk}
 		}()
 		waitQueued(t, a, 0, i+1)
 		if clock != nil {
@@ -155,9 +162,11 @@ func grantOrder(t *testing.T, a *Admission, clock *testkit.Clock, lanes []Lane, 
 		beforeGrants()
 	}
 	got := make([]int, 0, len(lanes))
+	release(a, 0)
 	for range lanes {
-		release(a, 0)
-		got = append(got, <-order)
+		g := <-order
+		got = append(got, g.i)
+		g.ticket.Done(Result{})
 	}
 	return got
 }
@@ -316,7 +325,7 @@ func TestAdmissionConfigureKeepsInflightAndDynamicCap(t *testing.T) {
 // tickets of the requests they admitted.
 func release(a *Admission, class int) {
 	a.mu.Lock()
-	a.releaseLocked(class)
+	a.releaseLocked(class, LaneNormal)
 	a.mu.Unlock()
 }
 
@@ -350,4 +359,54 @@ func BenchmarkAdmissionParallel(b *testing.B) {
 			tk.Done(Result{})
 		}
 	})
+}
+
+// A herd never takes a class's reserved slots: with a cap of two, one herd
+// request is in flight and the next waits though a slot is free, while a
+// normal request takes that slot at once, past the waiting herd request.
+// The waiting one is granted when the herd's slot frees. A cap of one has no
+// reserve: the herd may take the only slot.
+func TestAdmissionHerdLeavesReserveToTheClass(t *testing.T) {
+	if got := []int{herdReserve(1), herdReserve(2), herdReserve(6), herdReserve(32)}; !slices.Equal(got, []int{0, 1, 1, 4}) {
+		t.Fatalf("herdReserve(1, 2, 6, 32) = %v, want [0 1 1 4]", got)
+	}
+	before := runtime.NumGoroutine()
+	a := NewAdmission(oneClass(ClassLimits{MaxInflight: 2, Queue: 10, QueueTimeout: time.Minute}), nil)
+	herd, err := a.Acquire(context.Background(), 0, LaneHerd)
+	if err != nil || herd.Waited {
+		t.Fatalf("first herd request: waited=%v err=%v, want admitted at once", herd.Waited, err)
+	}
+	second := make(chan Ticket, 1)
+	go func() {
+		tk, err := a.Acquire(context.Background(), 0, LaneHerd)
+		if err != nil {
+			t.Error(err)
+		}
+		second <- tk
+	}()
+	waitQueued(t, a, 0, 1)
+	if _, cs := a.Snapshot(); cs[0].Inflight != 1 {
+		t.Fatalf("in flight %d with a herd request queued, want 1 (the reserve is the class's)", cs[0].Inflight)
+	}
+	normal, err := a.Acquire(context.Background(), 0, LaneNormal)
+	if err != nil || normal.Waited {
+		t.Fatalf("normal request with the reserve free: waited=%v err=%v, want admitted at once", normal.Waited, err)
+	}
+	normal.Done(Result{}) // frees the reserve: still not the herd's
+	if _, cs := a.Snapshot(); cs[0].Queued != 1 || cs[0].Inflight != 1 {
+		t.Fatalf("after the normal request: %+v, want the herd request still queued", cs[0])
+	}
+	herd.Done(Result{})
+	select {
+	case tk := <-second:
+		tk.Done(Result{})
+	case <-time.After(5 * time.Second):
+		t.Fatal("the queued herd request was not granted the herd's freed slot")
+	}
+
+	one := NewAdmission(oneClass(ClassLimits{MaxInflight: 1, Queue: 10}), nil)
+	if tk, err := one.Acquire(context.Background(), 0, LaneHerd); err != nil || tk.Waited {
+		t.Fatalf("herd request on a one-slot class: waited=%v err=%v, want admitted", tk.Waited, err)
+	}
+	waitGoroutines(t, before)
 }

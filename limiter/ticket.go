@@ -8,6 +8,7 @@ import "time"
 type Ticket struct {
 	a     *Admission // nil: not admitted
 	class int
+	lane  Lane
 	// Waited says the request queued before it was admitted (or refused).
 	Waited bool
 	// Granted is when the request got its slot: for one that waited, when
@@ -34,8 +35,8 @@ type Result struct {
 	Evidence Evidence
 }
 
-func (a *Admission) ticketLocked(class int, now time.Time, waited bool) Ticket {
-	return Ticket{a: a, class: class, Waited: waited, Granted: now, inflight: a.classes[class].inflight}
+func (a *Admission) ticketLocked(class int, lane Lane, now time.Time, waited bool) Ticket {
+	return Ticket{a: a, class: class, lane: lane, Waited: waited, Granted: now, inflight: a.classes[class].inflight}
 }
 
 // Done frees the slot and feeds the request's result to its class's
@@ -60,7 +61,7 @@ func (t *Ticket) Done(res Result) Transition {
 		c.grad.Sample(at.Sub(t.Granted), t.inflight, res.End)
 	}
 	tr := a.live.Observe(res.Evidence, res.End)
-	a.releaseLocked(t.class)
+	a.releaseLocked(t.class, t.lane)
 	if tr == CameBack {
 		a.dispatchLocked() // releaseLocked dispatches only for a waiter's sake
 	}
