@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -56,5 +57,50 @@ func TestAdaptiveLimitFedFromTimeToFirstByte(t *testing.T) {
 	}
 	if other := g.Status(clock.Now()).Classes[matrix.Other]; other.Adaptive || other.Cap != DefaultConfig().Classes[matrix.Other].MaxInflight {
 		t.Fatalf("a class without adaptive changed: %+v", other)
+	}
+}
+
+// While a herd is on, round trips do not feed the adaptive limits: the
+// herd's load slows every class, and a gradient learning from that would
+// cut history, whose requests are not the cause, until they time out in the
+// queue. History answering 20 times slower during a herd leaves its limit
+// as it was; the same slowdown once the herd has ended lowers it.
+func TestAdaptiveLimitsHoldDuringAHerd(t *testing.T) {
+	clock := testkit.NewClock(time.Unix(1_700_000_000, 0))
+	cfg := adaptiveConfig(matrix.History)
+	cfg.Herd.MinUsers, cfg.Herd.Window = 50, 10*time.Second
+	g := newTestGate(t, cfg, Options{Now: clock.Now})
+	history := func(n int, ttfb time.Duration) int {
+		next := func(w http.ResponseWriter, r *http.Request) error {
+			clock.Advance(ttfb)
+			w.WriteHeader(http.StatusOK)
+			_, err := w.Write([]byte("{}"))
+			return err
+		}
+		for range n {
+			if err := g.ServeNext(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, historyPath, nil), next); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return g.Status(clock.Now()).Classes[matrix.History].AdaptiveLimit
+	}
+	learnt := history(300, 5*time.Millisecond)
+
+	h := g.Middleware(okHandler())
+	signIn(h, "herd-", 60)
+	for i := range 60 {
+		serveReq(h, "GET", "/_matrix/client/v3/rooms/%21big%3Ax/state", fmt.Sprint("herd-", i))
+	}
+	if hs := g.Status(clock.Now()).Herds; len(hs) != 1 {
+		t.Fatalf("no herd declared: %+v", hs)
+	}
+	if during := history(300, 100*time.Millisecond); during != learnt {
+		t.Fatalf("history's adaptive limit went from %d to %d during a herd, want it held", learnt, during)
+	}
+
+	clock.Advance(11 * time.Second) // the herd's window passes without it
+	g.updateHerdGauges(clock.Now())
+	if after := history(300, 100*time.Millisecond); after >= learnt {
+		t.Fatalf("history's adaptive limit %d after the herd under a 20x slowdown, want below %d: sampling did not resume", after, learnt)
 	}
 }

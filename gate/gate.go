@@ -60,6 +60,7 @@ type Gate struct {
 
 	coalescer *herd.Coalescer
 	detector  atomic.Pointer[herd.Detector]
+	herdOn    atomic.Bool    // a herd is active somewhere (herd.go)
 	sharer    *stateSharer   // share_state (sharestate.go)
 	accepted  acceptedTokens // tokens the homeserver accepted (identity.go)
 

@@ -52,6 +52,7 @@ func (g *Gate) observeHerd(cfg *Config, req *matrix.Request, now time.Time) limi
 	d := g.detector.Load()
 	active, started := g.observeDetector(d, cfg, route, user, now) // with the fleet's count (fleet.go)
 	if started {
+		g.herdOn.Store(true)
 		g.metrics.HerdsStarted.WithLabelValues(route.Class.String()).Inc()
 		h, _ := d.Lookup(route.Class, route.Room, now)
 		g.log.Warn("thundering herd detected",
@@ -64,6 +65,14 @@ func (g *Gate) observeHerd(cfg *Config, req *matrix.Request, now time.Time) limi
 	return limiter.LaneNormal
 }
 
+// sampleable reports whether round trips may feed the adaptive limits now:
+// not while a herd is on. The herd's initial syncs and room state then hold
+// the homeserver's CPU and database, so every class's latency measures the
+// herd, which its own caps and lane bound, not that class's capacity; a
+// gradient learning from it cut history to a slot or two in the bench, and
+// timed background reads out in the queue (bench/results/herd.md).
+func (g *Gate) sampleable() bool { return !g.herdOn.Load() }
+
 // herdStatuses lists the active herds for Status.
 func (g *Gate) herdStatuses(now time.Time) []HerdStatus {
 	active := g.detector.Load().Active(now)
@@ -74,12 +83,15 @@ func (g *Gate) herdStatuses(now time.Time) []HerdStatus {
 	return out
 }
 
-// updateHerdGauges sets mxgate_herds_active per class.
+// updateHerdGauges sets mxgate_herds_active per class, and whether any herd
+// is on.
 func (g *Gate) updateHerdGauges(now time.Time) {
 	var perClass [matrix.NumClasses]int
-	for _, h := range g.detector.Load().Active(now) {
+	active := g.detector.Load().Active(now)
+	for _, h := range active {
 		perClass[h.Class]++
 	}
+	g.herdOn.Store(len(active) > 0)
 	for c, n := range perClass {
 		g.metrics.HerdsActive.WithLabelValues(matrix.Class(c).String()).Set(float64(n))
 	}

@@ -291,7 +291,7 @@ func (f *flow) serve(t *limiter.Ticket, w http.ResponseWriter, r *http.Request) 
 	res = limiter.Result{End: end, FirstByte: sw.headerAt, Evidence: a.evidence(),
 		// Only a round trip the upstream answered below 500 to a client
 		// that stayed measures its capacity.
-		Sample: err == nil && sw.status < 500 && f.client.Err() == nil}
+		Sample: err == nil && sw.status < 500 && f.client.Err() == nil && g.sampleable()}
 	return a
 }
 

@@ -49,9 +49,9 @@ type herdKey struct {
 }
 
 // Detector declares a herd when at least MinUsers distinct users request the
-// same (class, room) within Window, and ends it when they fall below. Memory
-// is bounded: at most MaxKeys keys (LRU) of at most 2*MinUsers users each,
-// so a flood of random room IDs or user tokens cannot grow it.
+// same (class, room) within Window, and ends it when they fall below half
+// that. Memory is bounded: at most MaxKeys keys (LRU) of at most 2*MinUsers
+// users each, so a flood of random room IDs or user tokens cannot grow it.
 //
 // Time is passed in by the caller (like x/time/rate's AllowN), which makes
 // the Detector deterministic under test. Safe for concurrent use; starts no
@@ -128,12 +128,18 @@ func (d *Detector) transition(k herdKey, w *userWindow, users int, now time.Time
 		w.active, w.since = true, now
 		d.active[k] = w
 		return true, true
-	case w.active && users < d.cfg.MinUsers:
+	case w.active && users < d.endBelow():
 		w.active = false
 		delete(d.active, k)
 	}
 	return w.active, false
 }
+
+// endBelow is how few distinct users end a herd: half of MinUsers. The
+// hysteresis keeps a herd whose clients retry at the pace their Retry-After
+// spreads them from flapping off and on, its requests taking the normal
+// lane, ahead of the rest of their class, every time it is off.
+func (d *Detector) endBelow() int { return max(1, d.cfg.MinUsers/2) }
 
 // Active returns the herds active at now, sorted by class then room. Herds
 // whose users fell below MinUsers are ended and left out.
@@ -144,7 +150,7 @@ func (d *Detector) Active(now time.Time) []Herd {
 	herds := make([]Herd, 0, len(d.active))
 	for k, w := range d.active {
 		users := w.withFleet(0, t, w.prune(t, d.cfg.Window), d.cfg.Window)
-		if users < d.cfg.MinUsers {
+		if users < d.endBelow() {
 			w.active = false
 			delete(d.active, k)
 			continue

@@ -186,3 +186,41 @@ func BenchmarkObserve(b *testing.B) {
 		i++
 	}
 }
+
+// A herd ends below half its MinUsers, not as soon as it dips below them:
+// its clients come back at the pace their Retry-After spreads them, and a
+// herd flapping off would send them to the normal lane each time. Once
+// ended, it takes MinUsers again to start.
+func TestHerdEndsBelowHalfItsUsers(t *testing.T) {
+	d := NewDetector(DetectorConfig{Window: 10 * time.Second, MinUsers: 50})
+	for i := range 50 {
+		d.Observe(matrix.RoomState, "!big:x", matrix.TokenID(i+1), t0)
+	}
+	for i := range 25 {
+		d.Observe(matrix.RoomState, "!big:x", matrix.TokenID(100+i), t0.Add(5*time.Second))
+	}
+	// The first 50 have left the window; the 25 who came later hold it.
+	at := t0.Add(10500 * time.Millisecond)
+	if active, _ := d.Observe(matrix.RoomState, "!big:x", 100, at); !active {
+		t.Fatal("herd ended with 25 users of 50 in its window, want it held down to 25")
+	}
+	if herds := d.Active(at); len(herds) != 1 || herds[0].Users != 25 {
+		t.Fatalf("active herds %+v, want one of 25 users", herds)
+	}
+	// Only user 100 (seen again) is left, and 23 more come: 24, below half.
+	at = t0.Add(15500 * time.Millisecond)
+	for i := range 23 {
+		d.Observe(matrix.RoomState, "!big:x", matrix.TokenID(200+i), at)
+	}
+	if herds := d.Active(at); len(herds) != 0 {
+		t.Fatalf("herd of 24 users still active: %+v", herds)
+	}
+	for i := 23; i < 48; i++ {
+		if active, _ := d.Observe(matrix.RoomState, "!big:x", matrix.TokenID(200+i), at); active {
+			t.Fatalf("ended herd restarted at %d users, want 50", i+2)
+		}
+	}
+	if _, started := d.Observe(matrix.RoomState, "!big:x", 300, at); !started {
+		t.Fatal("the 50th user did not start the herd again")
+	}
+}
