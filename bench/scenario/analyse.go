@@ -30,6 +30,11 @@ type Result struct {
 	Ideal HerdIdeal
 	// Classes holds latency per endpoint class, in class order.
 	Classes []ClassLatency
+	// Background holds, per class, the background's requests started from
+	// the incident's start on (all of them if there is no incident), in
+	// class order, long-poll /sync excluded: which class the worst
+	// background second came from.
+	Background []ClassLatency
 	// Errors counts failed requests by kind: the HTTP status ("429",
 	// "502", ...), "gave_up" (client timeout), "no_answer" (connection
 	// refused or reset) and "unfinished" (cut off by the end of the run).
@@ -66,6 +71,8 @@ type ClassLatency struct {
 	Class     matrix.Class
 	Count, OK int
 	P50, P99  time.Duration
+	// Errors counts the failures by kind, as Result.Errors (Background only).
+	Errors map[string]int
 }
 
 // Bucket is one model second: background requests started in it, their p99
@@ -123,12 +130,8 @@ func analyse(in analysisInput) *Result {
 			}
 		case r.Unfinished:
 			res.Errors["unfinished"]++
-		case r.GaveUp:
-			res.Errors["gave_up"]++
-		case r.Status == 0:
-			res.Errors["no_answer"]++
 		default:
-			res.Errors[strconv.Itoa(r.Status)]++
+			res.Errors[failureKind(r)]++
 		}
 	}
 	res.GoodputPerSec = float64(res.Goodput) / in.duration.Seconds()
@@ -189,7 +192,53 @@ func analyse(in analysisInput) *Result {
 	if in.hasCause && res.BaselineP99 > 0 {
 		res.Recovery, res.Recovered = recovery(res.Series, in.causeEnd, threshold)
 	}
+	res.Background = backgroundClasses(in.recs, o.CauseAt, in.hasCause, model, background)
 	return res
+}
+
+// backgroundClasses is the latency per class of the background's finished
+// requests started at or after causeAt (any time if there is no cause).
+func backgroundClasses(recs []simclient.Record, causeAt time.Duration, hasCause bool,
+	model func(time.Duration) time.Duration, background func(simclient.Record) bool) []ClassLatency {
+	var lats [matrix.NumClasses][]time.Duration
+	var oks [matrix.NumClasses]int
+	var errs [matrix.NumClasses]map[string]int
+	for _, r := range recs {
+		if !background(r) || r.Unfinished || (hasCause && model(r.Start) < causeAt) {
+			continue
+		}
+		lats[r.Class] = append(lats[r.Class], model(r.End-r.Start))
+		if r.OK() {
+			oks[r.Class]++
+			continue
+		}
+		if errs[r.Class] == nil {
+			errs[r.Class] = map[string]int{}
+		}
+		errs[r.Class][failureKind(r)]++
+	}
+	var out []ClassLatency
+	for c, l := range lats {
+		if len(l) == 0 {
+			continue
+		}
+		slices.Sort(l)
+		out = append(out, ClassLatency{Class: matrix.Class(c), Count: len(l), OK: oks[c],
+			P50: percentile(l, 0.50), P99: percentile(l, 0.99), Errors: errs[c]})
+	}
+	return out
+}
+
+// failureKind names how a finished request failed, as Result.Errors does.
+func failureKind(r simclient.Record) string {
+	switch {
+	case r.GaveUp:
+		return "gave_up"
+	case r.Status == 0:
+		return "no_answer"
+	default:
+		return strconv.Itoa(r.Status)
+	}
 }
 
 func failLatency(r simclient.Record, lat, penalty time.Duration) time.Duration {

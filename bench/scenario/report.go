@@ -50,6 +50,16 @@ func WriteMarkdown(w io.Writer, results []*Result) {
 			fmt.Fprintf(w, "| %s | %s | %s | %d | %d | %s | %s |\n", r.Scenario, r.Peer, c.Class, c.Count, c.OK, round(c.P50), round(c.P99))
 		}
 	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Background only (the steady population, long-poll /sync excluded), requests started from the incident's start, finished ones:")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| scenario | peer | class | requests | ok | p50 | p99 | failed |")
+	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---|")
+	for _, r := range results {
+		for _, c := range r.Background {
+			fmt.Fprintf(w, "| %s | %s | %s | %d | %d | %s | %s | %s |\n", r.Scenario, r.Peer, c.Class, c.Count, c.OK, round(c.P50), round(c.P99), errorsCell(c.Errors))
+		}
+	}
 }
 
 // worstBackgroundCell is the highest per-second background p99 from the
