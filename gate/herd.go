@@ -68,9 +68,9 @@ func (g *Gate) observeHerd(cfg *Config, req *matrix.Request, now time.Time) limi
 // sampleable reports whether round trips may feed the adaptive limits now:
 // not while a herd is on. The herd's initial syncs and room state then hold
 // the homeserver's CPU and database, so every class's latency measures the
-// herd, which its own caps and lane bound, not that class's capacity; a
-// gradient learning from it cut history to a slot or two in the bench, and
-// timed background reads out in the queue (bench/results/herd.md).
+// herd, which its own caps and lane bound, not that class's capacity; in
+// the herd bench a gradient learning from it lowered history's cap until
+// background reads timed out in the queue (bench/results/README.md).
 func (g *Gate) sampleable() bool { return !g.herdOn.Load() }
 
 // herdStatuses lists the active herds for Status.
