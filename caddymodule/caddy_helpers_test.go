@@ -2,16 +2,15 @@ package caddymodule
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/freeport"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -19,45 +18,15 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
 
-// freePort returns a port that was free on every interface a moment ago.
-// Caddy binds a site's port on all interfaces, so the port is chosen below
-// the kernel's ephemeral range: there no other test's listener on port 0
-// and no outgoing connection of a package running in parallel can take it
-// between this check and Caddy's bind.
+// freePort returns a port for a Caddy site or admin address, which Caddy
+// binds again after the check (see package freeport).
 func freePort(t *testing.T) int {
 	t.Helper()
-	low := ephemeralPortsFrom()
-	for range 100 {
-		port := low - 1 - rand.IntN(min(low-1024, 10000))
-		l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return port
-	}
-	t.Fatalf("no free port below %d in 100 tries", low)
-	return 0
-}
-
-// ephemeralPortsFrom returns the lowest port the kernel hands out for port
-// 0 and outgoing connections (Linux's ip_local_port_range; 32768 where it
-// cannot be read).
-func ephemeralPortsFrom() int {
-	const fallback = 32768
-	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	port, err := freeport.Port()
 	if err != nil {
-		return fallback
+		t.Fatal(err)
 	}
-	fields := strings.Fields(string(data))
-	if len(fields) == 0 {
-		return fallback
-	}
-	low, err := strconv.Atoi(fields[0])
-	if err != nil || low <= 2048 {
-		return fallback
-	}
-	return low
+	return port
 }
 
 // startCaddy adapts a Caddyfile and runs it in this process until the test

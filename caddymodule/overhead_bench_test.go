@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxgate/mxgate/internal/freeport"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
@@ -102,10 +104,9 @@ func startOverheadUpstream(b *testing.B) string {
 
 func benchFreePort(b *testing.B) int {
 	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Port()
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }

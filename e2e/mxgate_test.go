@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -41,17 +42,37 @@ func mxgateEnv(dir string) []string {
 // startGatewayDefaults runs `mxgate gateway` with built-in defaults in front of
 // upstream.
 func startGatewayDefaults(ctx context.Context, bin, dir, upstream string) (*gateway, error) {
-	addrs, err := freeLoopbackAddrs(2)
-	if err != nil {
-		return nil, err
+	return startGateway(ctx, bin, dir, "mxgate-gateway", func(listen, admin string) ([]string, error) {
+		return []string{"gateway", "--upstream", upstream, "--listen", listen, "--admin", admin}, nil
+	})
+}
+
+// startGateway starts the mxgate process whose arguments command returns for
+// a listen and an admin address, and waits until both answer. Should another
+// process bind one of its ports first (two test processes choosing the same
+// port at once, see package freeport), it starts again on fresh ports, up to
+// three times, rather than failing every test that needs the gateway.
+func startGateway(ctx context.Context, bin, dir, name string, command func(listen, admin string) ([]string, error)) (*gateway, error) {
+	var err error
+	for range 3 {
+		var addrs, args []string
+		if addrs, err = freeLoopbackAddrs(2); err != nil {
+			return nil, err
+		}
+		listen, admin := addrs[0], addrs[1]
+		if args, err = command(listen, admin); err != nil {
+			return nil, err
+		}
+		var p *process
+		if p, err = startProcess(name, dir, filepath.Join(dir, name+".log"), mxgateEnv(dir), bin, args...); err != nil {
+			return nil, err
+		}
+		var g *gateway
+		if g, err = readyGateway(ctx, p, listen, admin); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			return g, err
+		}
 	}
-	listen, admin := addrs[0], addrs[1]
-	p, err := startProcess("mxgate-gateway", dir, filepath.Join(dir, "mxgate-gateway.log"), mxgateEnv(dir),
-		bin, "gateway", "--upstream", upstream, "--listen", listen, "--admin", admin)
-	if err != nil {
-		return nil, err
-	}
-	return readyGateway(ctx, p, listen, admin)
+	return nil, err
 }
 
 // tightCaddyfile caps room_state and sync_initial far below what a herd of
@@ -92,22 +113,13 @@ const tightCap = 2
 // startGatewayTight runs `mxgate run` with tightCaddyfile in front of
 // upstreamHostPort.
 func startGatewayTight(ctx context.Context, bin, dir, upstreamHostPort string) (*gateway, error) {
-	addrs, err := freeLoopbackAddrs(2)
-	if err != nil {
-		return nil, err
-	}
-	listen, admin := addrs[0], addrs[1]
-	cfg := filepath.Join(dir, "Caddyfile")
-	body := fmt.Sprintf(tightCaddyfile, admin, listen, tightCap, tightCap, upstreamHostPort)
-	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-		return nil, err
-	}
-	p, err := startProcess("mxgate-tight", dir, filepath.Join(dir, "mxgate-tight.log"), mxgateEnv(dir),
-		bin, "run", "--config", cfg, "--adapter", "caddyfile")
-	if err != nil {
-		return nil, err
-	}
-	return readyGateway(ctx, p, listen, admin)
+	return startGateway(ctx, bin, dir, "mxgate-tight", func(listen, admin string) ([]string, error) {
+		cfg := filepath.Join(dir, "Caddyfile")
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(tightCaddyfile, admin, listen, tightCap, tightCap, upstreamHostPort)), 0o600); err != nil {
+			return nil, err
+		}
+		return []string{"run", "--config", cfg, "--adapter", "caddyfile"}, nil
+	})
 }
 
 // unthrottledCaddyfile is mxgate's built-in defaults (coalescing included)
@@ -132,21 +144,13 @@ http://%s {
 // startGatewayUnthrottled runs `mxgate run` with unthrottledCaddyfile in
 // front of upstreamHostPort.
 func startGatewayUnthrottled(ctx context.Context, bin, dir, upstreamHostPort string) (*gateway, error) {
-	addrs, err := freeLoopbackAddrs(2)
-	if err != nil {
-		return nil, err
-	}
-	listen, admin := addrs[0], addrs[1]
-	cfg := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(unthrottledCaddyfile, admin, listen, upstreamHostPort)), 0o600); err != nil {
-		return nil, err
-	}
-	p, err := startProcess("mxgate-unthrottled", dir, filepath.Join(dir, "mxgate-unthrottled.log"), mxgateEnv(dir),
-		bin, "run", "--config", cfg, "--adapter", "caddyfile")
-	if err != nil {
-		return nil, err
-	}
-	return readyGateway(ctx, p, listen, admin)
+	return startGateway(ctx, bin, dir, "mxgate-unthrottled", func(listen, admin string) ([]string, error) {
+		cfg := filepath.Join(dir, "Caddyfile")
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(unthrottledCaddyfile, admin, listen, upstreamHostPort)), 0o600); err != nil {
+			return nil, err
+		}
+		return []string{"run", "--config", cfg, "--adapter", "caddyfile"}, nil
+	})
 }
 
 // readyGateway waits until both the proxied client API and the admin

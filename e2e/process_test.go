@@ -5,13 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/freeport"
 )
 
 // process is a child server started in its own process group, with stdout and
@@ -91,18 +92,16 @@ func (p *process) logTail(n int) string {
 	return string(bytes.Join(lines, []byte("\n")))
 }
 
-// freeLoopbackAddrs returns n distinct 127.0.0.1:PORT addresses that were
-// free a moment ago. All listeners stay open until the end so no port is
-// handed out twice.
+// freeLoopbackAddrs returns n distinct 127.0.0.1:PORT addresses for
+// processes the tests start (see package freeport for why not port 0).
 func freeLoopbackAddrs(n int) ([]string, error) {
 	addrs := make([]string, 0, n)
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		addr, err := freeport.Loopback()
 		if err != nil {
 			return nil, err
 		}
-		defer l.Close()
-		addrs = append(addrs, l.Addr().String())
+		addrs = append(addrs, addr)
 	}
 	return addrs, nil
 }

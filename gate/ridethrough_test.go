@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxgate/mxgate/internal/freeport"
+
 	"github.com/mxgate/mxgate/internal/testkit"
 	"github.com/mxgate/mxgate/limiter"
 
@@ -194,12 +196,10 @@ func TestRideThroughGivesUpAtClassDeadline(t *testing.T) {
 // With a probe address, the gate learns of the return by dialing it; the
 // caps then ramp from a fraction to the configured cap over slow start.
 func TestRideThroughDialProbeThenSlowStart(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Loopback() // the homeserver is stopped; it comes back here
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close() // the homeserver is stopped
 	cfg := rideThroughConfig()
 	cfg.RideThrough.SlowStart = time.Second
 	cfg.Classes[matrix.History].MaxInflight = 20
@@ -230,7 +230,7 @@ func TestRideThroughDialProbeThenSlowStart(t *testing.T) {
 	}
 	// The homeserver returns: HTTP first, then its port.
 	up.down.Store(false)
-	l, err = net.Listen("tcp", addr)
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Skipf("port %s taken meanwhile: %v", addr, err)
 	}

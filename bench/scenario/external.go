@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/freeport"
 )
 
 // external is a peer run as a child process with a generated config in a
@@ -247,12 +249,6 @@ func moduleRoot() (string, error) {
 	return "", errors.New("no go.mod above the working directory")
 }
 
-// freeLoopbackAddr returns a loopback address with a port free right now.
-func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+// freeLoopbackAddr returns a loopback address for a peer process to bind
+// (see package freeport for why not port 0).
+func freeLoopbackAddr() (string, error) { return freeport.Loopback() }
