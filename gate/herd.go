@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"hash/maphash"
 	"time"
 
 	"github.com/mxgate/mxgate/herd"
@@ -53,6 +54,11 @@ func (g *Gate) observeHerd(cfg *Config, req *matrix.Request, now time.Time) limi
 	active, started := g.observeDetector(d, cfg, route, user, now) // with the fleet's count (fleet.go)
 	if started {
 		g.herdOn.Store(true)
+		if !cfg.Classes[route.Class].Shadow {
+			// The herd's requests that came before it was declared wait
+			// ahead of the rest of the class until moved behind it.
+			g.adm.Relane(int(route.Class), roomGroup(route.Room))
+		}
 		g.metrics.HerdsStarted.WithLabelValues(route.Class.String()).Inc()
 		h, _ := d.Lookup(route.Class, route.Room, now)
 		g.log.Warn("thundering herd detected",
@@ -63,6 +69,19 @@ func (g *Gate) observeHerd(cfg *Config, req *matrix.Request, now time.Time) limi
 		return limiter.LaneHerd
 	}
 	return limiter.LaneNormal
+}
+
+// roomGroupSeed keys roomGroup for the life of the process.
+var roomGroupSeed = maphash.MakeSeed()
+
+// roomGroup is the admission group of a request for room (as in its path;
+// "": 0, none), by which a herd declared in the room moves the room's
+// queued requests to the herd lane (limiter.Admission.Relane).
+func roomGroup(room string) uint64 {
+	if room == "" {
+		return 0
+	}
+	return maphash.String(roomGroupSeed, room) | 1
 }
 
 // sampleable reports whether round trips may feed the adaptive limits now:

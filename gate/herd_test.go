@@ -273,3 +273,84 @@ func TestHerdIgnoresTokensOnlySeenOnOpenEndpoints(t *testing.T) {
 		t.Errorf("made-up tokens declared a herd: %+v", hs)
 	}
 }
+
+// A herd is declared only once enough of its users have asked, so its
+// first requests queue in the normal lane. Declaring it moves them behind
+// the rest of the class: another room's request that queues after them is
+// served first.
+func TestHerdDeclaredMovesItsQueuedRequestsBehindTheClass(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Herd.MinUsers, cfg.Herd.Window = 3, 10*time.Second
+	cfg.Classes[matrix.RoomState].MaxInflight = 2
+	cfg.Classes[matrix.RoomState].Queue = 10
+	cfg.Classes[matrix.RoomState].Coalesce = 0
+	g := newTestGate(t, cfg, Options{})
+	arrived := make(chan string, 16)
+	release := make(chan struct{})
+	h := g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/whoami") {
+			fmt.Fprint(w, `{}`)
+			return
+		}
+		arrived <- r.URL.EscapedPath()
+		<-release
+		fmt.Fprint(w, `{}`)
+	}))
+	signIn(h, "user-", 6)
+	var wg sync.WaitGroup
+	state := func(room string, user int) {
+		wg.Go(func() { serveReq(h, "GET", "/_matrix/client/v3/rooms/"+room+"/state", fmt.Sprint("user-", user)) })
+	}
+	queued := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if _, cs := g.adm.Snapshot(); cs[matrix.RoomState].Queued == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("room_state queue did not reach %d", n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	next := func() string {
+		t.Helper()
+		select {
+		case p := <-arrived:
+			return p
+		case <-time.After(5 * time.Second):
+			t.Fatal("no request reached the upstream")
+			return ""
+		}
+	}
+	const big, other = "%21big%3Ax", "%21other%3Ax"
+	// Two requests for rooms of their own hold both slots.
+	state("%21a%3Ax", 4)
+	state("%21b%3Ax", 5)
+	next()
+	next()
+	// The herd's first two users queue before the third declares it.
+	state(big, 0)
+	queued(1)
+	state(big, 1)
+	queued(2)
+	state(big, 2)
+	queued(3)
+	if hs := g.Status(time.Now()).Herds; len(hs) != 1 {
+		t.Fatalf("herds %+v, want the big room's", hs)
+	}
+	state(other, 3)
+	queued(4)
+	release <- struct{}{} // one slot frees
+	if p := next(); p != "/_matrix/client/v3/rooms/"+other+"/state" {
+		t.Fatalf("first admitted after the herd was declared: %s, want the other room's request", p)
+	}
+	close(release)
+	for range 3 {
+		if p := next(); p != "/_matrix/client/v3/rooms/"+big+"/state" {
+			t.Fatalf("admitted %s, want the herd's", p)
+		}
+	}
+	wg.Wait()
+}

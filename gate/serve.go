@@ -209,7 +209,7 @@ func (f *flow) admit(ctx context.Context, start time.Time) (limiter.Ticket, erro
 	}
 	m := g.metrics.of(class)
 	m.queueLength.Inc() // counted before Acquire, so a scrape never misses a waiter
-	t, err := g.adm.Acquire(ctx, int(class), f.lane)
+	t, err := g.adm.AcquireFor(ctx, int(class), f.lane, roomGroup(f.req.Route.Room))
 	m.queueLength.Dec()
 	if t.Waited {
 		g.count(class, OutcomeQueued)

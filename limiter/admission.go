@@ -201,6 +201,13 @@ func (a *Admission) passOneLocked(now time.Time) bool {
 // or ctx's error; a request whose context ends while waiting leaves the
 // queue at once and holds no slot. The ticket's Waited is valid either way.
 func (a *Admission) Acquire(ctx context.Context, class int, lane Lane) (t Ticket, err error) {
+	return a.AcquireFor(ctx, class, lane, 0)
+}
+
+// AcquireFor is Acquire for a request of group (in the gate, its room; 0:
+// none), which Relane can move from the normal lane to the herd lane while
+// it waits.
+func (a *Admission) AcquireFor(ctx context.Context, class int, lane Lane, group uint64) (t Ticket, err error) {
 	a.mu.Lock()
 	c := &a.classes[class]
 	now := a.now()
@@ -224,7 +231,7 @@ func (a *Admission) Acquire(ctx context.Context, class int, lane Lane) (t Ticket
 		a.mu.Unlock()
 		return t, err
 	}
-	w := &waiter{ready: make(chan struct{}), lane: lane, enqueued: now}
+	w := &waiter{ready: make(chan struct{}), lane: lane, group: group, enqueued: now}
 	c.queue.push(w, now)
 	a.waiting++
 	d := c.limits.QueueTimeout
@@ -373,6 +380,33 @@ func (a *Admission) displaceHerdLocked(c *classState) bool {
 	w.displaced = true
 	close(w.ready)
 	return true
+}
+
+// Relane moves class's normal-lane waiters of group (not 0) to the front of
+// its herd lane, in the order they came, and reports how many it moved. A
+// herd is declared only once enough of its users have asked, so its first
+// requests wait in the normal lane, ahead of the rest of the class; moved,
+// they wait behind it like the herd they are, and the herd's share of the
+// cap (herdReserve) counts them once admitted.
+func (a *Admission) Relane(class int, group uint64) int {
+	if group == 0 {
+		return 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	q := &a.classes[class].queue
+	moved := 0
+	for w := q.lanes[LaneNormal].tail; w != nil; {
+		prev := w.prev
+		if w.group == group {
+			q.lanes[LaneNormal].remove(w)
+			w.lane = LaneHerd
+			q.lanes[LaneHerd].pushFront(w)
+			moved++
+		}
+		w = prev
+	}
+	return moved
 }
 
 // grantLocked admits the waiter class's queue serves next; it must have

@@ -410,3 +410,72 @@ func TestAdmissionHerdLeavesReserveToTheClass(t *testing.T) {
 	}
 	waitGoroutines(t, before)
 }
+
+// A herd's requests that queued before it was declared wait in the normal
+// lane; Relane moves them, in their order, behind the rest of the class,
+// where the herd's share of the cap counts them once admitted.
+func TestAdmissionRelaneMovesAGroupBehindTheClass(t *testing.T) {
+	before := runtime.NumGoroutine()
+	a := NewAdmission(oneClass(ClassLimits{MaxInflight: 2, Queue: 10, QueueTimeout: time.Minute}), nil)
+	var held [2]Ticket
+	for i := range held {
+		tk, err := a.Acquire(context.Background(), 0, LaneNormal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held[i] = tk
+	}
+	const herdRoom, otherRoom = 7, 9
+	groups := []uint64{herdRoom, herdRoom, otherRoom, herdRoom}
+	granted := make([]chan Ticket, len(groups))
+	for i, group := range groups {
+		granted[i] = make(chan Ticket, 1)
+		go func() {
+			tk, err := a.AcquireFor(context.Background(), 0, LaneNormal, group)
+			if err != nil {
+				t.Error(err)
+			}
+			granted[i] <- tk
+		}()
+		waitQueued(t, a, 0, i+1)
+	}
+	if n := a.Relane(0, 0); n != 0 {
+		t.Fatalf("Relane of group 0 moved %d, want none", n)
+	}
+	if n := a.Relane(0, herdRoom); n != 3 {
+		t.Fatalf("Relane moved %d waiters, want the herd room's 3", n)
+	}
+	next := func(want int) Ticket {
+		t.Helper()
+		select {
+		case tk := <-granted[want]:
+			return tk
+		case <-time.After(5 * time.Second):
+			t.Fatalf("waiter %d was not granted", want)
+			return Ticket{}
+		}
+	}
+	held[0].Done(Result{})
+	other := next(2) // the other room's request, though it came third
+	if other.lane != LaneNormal {
+		t.Fatalf("the other room's request was granted in lane %d", other.lane)
+	}
+	held[1].Done(Result{})
+	first := next(0)
+	if first.lane != LaneHerd {
+		t.Fatalf("a moved request was granted in lane %d, want the herd lane", first.lane)
+	}
+	other.Done(Result{})
+	if _, cs := a.Snapshot(); cs[0].Inflight != 1 || cs[0].Queued != 2 {
+		t.Fatalf("with one herd request in flight: %+v, want the reserve slot left free and 2 queued", cs[0])
+	}
+	first.Done(Result{})
+	second := next(1)
+	second.Done(Result{})
+	last := next(3)
+	last.Done(Result{})
+	if _, cs := a.Snapshot(); cs[0].Inflight != 0 || cs[0].Queued != 0 {
+		t.Fatalf("not drained: %+v", cs[0])
+	}
+	waitGoroutines(t, before)
+}

@@ -11,6 +11,7 @@ type waiter struct {
 	displaced  bool
 	ticket     Ticket // set when granted
 	lane       Lane
+	group      uint64 // what Relane moves it by; 0: none
 	enqueued   time.Time
 	prev, next *waiter
 }
@@ -30,6 +31,17 @@ func (l *waitList) pushBack(w *waiter) {
 		l.head = w
 	}
 	l.tail = w
+	l.len++
+}
+
+func (l *waitList) pushFront(w *waiter) {
+	w.prev, w.next = nil, l.head
+	if l.head != nil {
+		l.head.prev = w
+	} else {
+		l.tail = w
+	}
+	l.head = w
 	l.len++
 }
 

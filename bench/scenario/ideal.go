@@ -15,8 +15,8 @@ import (
 // Each herd client needs the room's state and an initial sync: their CPU
 // and DB costs (simhs.Config.Costs). The background takes what its
 // requests in the baseline window (the second half of the time before the
-// herd) cost per second; the herd may use the rest of the CPU cores and of
-// the DB pool. The CPU's capacity is the model's under the contention
+// herd) cost per second, each room's state priced by its room's size; the
+// herd may use the rest of the CPU cores and of the DB pool. The CPU's capacity is the model's under the contention
 // (ContentionPerActive) of the requests that are inside the server anyway —
 // the background's, long-polls included, at their baseline mean — plus one
 // herd request: a perfect gate admits the herd one at a time. The herd's
@@ -50,6 +50,9 @@ func herdIdeal(hs *simhs.Config, recs []simclient.Record, concurrency float64, n
 		}
 		if st := model(r.Start); st >= from && st < to {
 			c := hs.Costs[r.Class]
+			if r.Class == matrix.RoomState {
+				c = hs.StateCost(backgroundRoom(r.Client))
+			}
 			bgCPU += c.CPU
 			bgDB += c.DB
 		}

@@ -76,6 +76,9 @@ func (o Options) withDefaults() Options {
 		hs = *o.Homeserver
 	}
 	hs.TimeScale = o.Scale
+	if hs.RoomMembers == nil {
+		hs.RoomMembers = backgroundRoomMembers(o.Clients)
+	}
 	o.Homeserver = &hs
 	return o
 }

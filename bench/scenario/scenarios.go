@@ -94,7 +94,7 @@ func (e *env) startBackground(ctx context.Context) {
 	r := rand.New(rand.NewPCG(e.o.Seed, 0xb0))
 	for i := range e.o.Clients {
 		c := simclient.New(i, e.o.Seed, groupBackground, e.copts)
-		room := fmt.Sprintf("!room%d:sim.test", i%roomsCount)
+		room := backgroundRoom(i)
 		stagger := time.Duration(r.Int64N(int64(5 * time.Second)))
 		e.clients.Go(func() {
 			if e.waitUntil(ctx, stagger) {
@@ -104,6 +104,19 @@ func (e *env) startBackground(ctx context.Context) {
 		e.clients.Go(func() { c.SendLoop(ctx, room, e.o.SendEvery) })
 		e.clients.Go(func() { c.ReadLoop(ctx, room, e.o.ReadEvery, 20) })
 	}
+}
+
+// backgroundRoom is the room background client i chats and reads in.
+func backgroundRoom(i int) string { return fmt.Sprintf("!room%d:sim.test", i%roomsCount) }
+
+// backgroundRoomMembers sizes the background's rooms for a population of
+// clients, so that the homeserver prices their state by their members.
+func backgroundRoomMembers(clients int) map[string]int {
+	members := make(map[string]int, roomsCount)
+	for i := range clients {
+		members[backgroundRoom(i)]++
+	}
+	return members
 }
 
 // herdFamilies is the herd's mix of client SDKs, one in four each: the

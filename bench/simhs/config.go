@@ -56,8 +56,16 @@ type Config struct {
 	// SlowWriteHold is how long an armed slow read-marker write holds its DB
 	// connection and the table lock (default 30s). See ArmSlowWrites.
 	SlowWriteHold time.Duration
-	// Costs is the per-class cost table (default DefaultCosts).
+	// Costs is the per-class cost table (default DefaultCosts). Its
+	// RoomState entry prices the state of the herd's big room and of any
+	// room not in RoomMembers.
 	Costs [matrix.NumClasses]Cost
+	// RoomMembers sizes the rooms whose state (/state, /members) costs what
+	// the calibration measured for their member count (RoomStateCost), keyed
+	// by room ID. A chat room of ten members answers its state in about a
+	// millisecond; priced as the big room, every such read would cost a
+	// third of a second of the one core.
+	RoomMembers map[string]int
 	// TimeScale divides every model duration (default 1: real time).
 	TimeScale float64
 }
@@ -92,6 +100,24 @@ var DefaultCosts = [matrix.NumClasses]Cost{
 	matrix.Other:      {CPU: 1 * time.Millisecond, BodyBytes: 512},
 	matrix.Admin:      {DB: 20 * time.Millisecond, CPU: 10 * time.Millisecond, BodyBytes: 2 << 10},
 	matrix.Discovery:  {CPU: 1 * time.Millisecond, BodyBytes: 512},
+}
+
+// RoomStateCost is what a room's full state costs Synapse for a room of
+// members members: the calibration's line (bench/README.md,
+// "Calibration"), 0.8 ms + 0.035 ms per member of CPU, a third of that
+// waiting on the database, 0.41 KiB of JSON per member.
+func RoomStateCost(members int) Cost {
+	cpu := 800*time.Microsecond + time.Duration(members)*35*time.Microsecond
+	return Cost{DB: cpu / 3, CPU: cpu, BodyBytes: members * 420}
+}
+
+// StateCost is what the state of room (its ID, decoded) costs: by its
+// members if RoomMembers lists it, else Costs[RoomState].
+func (c Config) StateCost(room string) Cost {
+	if n, ok := c.RoomMembers[room]; ok {
+		return RoomStateCost(n)
+	}
+	return c.Costs[matrix.RoomState]
 }
 
 // DefaultConfig returns the documented defaults.

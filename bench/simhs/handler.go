@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -45,9 +46,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	cost := s.cfg.Costs[class]
+	cost, body := s.cfg.Costs[class], s.bodies[class]
 	if isWhoami(r.URL.Path) {
 		cost = whoamiCost
+	}
+	if class == matrix.RoomState {
+		if room, err := url.PathUnescape(route.Room); err == nil {
+			if rs, ok := s.roomStates[room]; ok {
+				cost, body = rs.cost, rs.body
+			}
+		}
 	}
 	hold := cost.DB
 	slow := class == matrix.Receipts && s.takeSlowWrite()
@@ -76,7 +84,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stats.complete(work, false)
-	s.answer(w, r, class, pos)
+	s.answer(w, r, class, body, pos)
 }
 
 // checkWedged reports whether the process is wedged, wedging it if it has
@@ -162,10 +170,9 @@ func (s *Server) useDB(hold time.Duration, needLock bool, stop <-chan struct{}) 
 	return s.sleep(context.Background(), hold, stop)
 }
 
-// answer writes the class's JSON body.
-func (s *Server) answer(w http.ResponseWriter, r *http.Request, class matrix.Class, pos int64) {
+// answer writes the class's JSON answer around body.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, class matrix.Class, body []byte, pos int64) {
 	w.Header().Set("Content-Type", "application/json")
-	body := s.bodies[class]
 	switch {
 	case strings.HasSuffix(r.URL.Path, "/versions"):
 		_, _ = w.Write([]byte(`{"versions":["v1.11","v1.12"]}`))

@@ -24,6 +24,8 @@ type Server struct {
 	cpu    *cpu
 	events *stream
 	bodies [matrix.NumClasses][]byte
+	// roomStates are the answers of the rooms in cfg.RoomMembers.
+	roomStates map[string]roomState
 
 	slowArmed atomic.Int64 // slow read-marker writes still to come
 	stats     counters
@@ -63,7 +65,18 @@ func New(cfg Config) *Server {
 	for c, cost := range cfg.Costs {
 		s.bodies[c] = stateEvents(cost.BodyBytes)
 	}
+	s.roomStates = make(map[string]roomState, len(cfg.RoomMembers))
+	for room := range cfg.RoomMembers {
+		cost := cfg.StateCost(room)
+		s.roomStates[room] = roomState{cost: cost, body: stateEvents(cost.BodyBytes)}
+	}
 	return s
+}
+
+// roomState is what a sized room's state costs and answers.
+type roomState struct {
+	cost Cost
+	body []byte
 }
 
 // Config returns the server's effective configuration.

@@ -310,3 +310,34 @@ func TestWhoamiAndMembership(t *testing.T) {
 		t.Fatalf("member event: %d %q", status, body)
 	}
 }
+
+// A room listed in RoomMembers answers its state at the size and cost the
+// calibration gives for its members; any other room costs the big room's.
+func TestRoomStateIsPricedByTheRoomsMembers(t *testing.T) {
+	cfg := fastConfig()
+	cfg.Costs[matrix.RoomState] = Cost{DB: 80 * time.Millisecond, CPU: 200 * time.Millisecond, BodyBytes: 64 << 10}
+	cfg.RoomMembers = map[string]int{"!chat:sim.test": 10}
+	s, url := startServer(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	state := func(room string) (body int, work time.Duration) {
+		t.Helper()
+		before := s.Stats().WorkDone
+		status, b, err := get(t, ctx, http.MethodGet, url+"/_matrix/client/v3/rooms/"+neturl.PathEscape(room)+"/state")
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("%s: %d %v", room, status, err)
+		}
+		return len(b), s.Stats().WorkDone - before
+	}
+	small := RoomStateCost(10)
+	if small.CPU != 1150*time.Microsecond || small.BodyBytes != 4200 {
+		t.Fatalf("RoomStateCost(10) = %+v, want 1.15 ms CPU and 4200 bytes", small)
+	}
+	if body, work := state("!chat:sim.test"); body < small.BodyBytes || body > small.BodyBytes+512 || work != small.CPU+small.DB {
+		t.Fatalf("ten-member room: %d bytes, %v of work; want about %d bytes and %v", body, work, small.BodyBytes, small.CPU+small.DB)
+	}
+	big := cfg.Costs[matrix.RoomState]
+	if body, work := state("!big:sim.test"); body < big.BodyBytes || work != big.CPU+big.DB {
+		t.Fatalf("unlisted room: %d bytes, %v of work; want %d bytes and %v", body, work, big.BodyBytes, big.CPU+big.DB)
+	}
+}
