@@ -16,8 +16,9 @@ import (
 // and DB costs (simhs.Config.Costs). The background takes what its
 // requests in the baseline window (the second half of the time before the
 // herd) cost per second, each room's state priced by its room's size; the
-// herd may use the rest of the CPU cores and of the DB pool. The CPU's capacity is the model's under the contention
-// (ContentionPerActive) of the requests that are inside the server anyway —
+// herd may use the rest of the CPU cores and of the DB pool. The CPU's
+// capacity is the model's under the contention (ContentionPerActive) of the
+// requests that are inside the server anyway —
 // the background's, long-polls included, at their baseline mean — plus one
 // herd request: a perfect gate admits the herd one at a time. The herd's
 // throughput is the tighter of CPU and DB, and the ideal is that
