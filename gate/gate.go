@@ -60,9 +60,9 @@ type Gate struct {
 
 	coalescer *herd.Coalescer
 	detector  atomic.Pointer[herd.Detector]
-	herdOn    atomic.Bool    // a herd is active somewhere (herd.go)
-	sharer    *stateSharer   // share_state (sharestate.go)
-	accepted  acceptedTokens // tokens the homeserver accepted (identity.go)
+	herdOn    atomic.Bool     // a herd is active somewhere (herd.go)
+	sharer    *stateSharer    // share_state (sharestate.go)
+	accepted  *acceptedTokens // tokens the homeserver accepted (identity.go)
 
 	counters outcomeCounters // per-class totals for Status (counters.go)
 	upstream upstreamHealth  // upstream answers for UpstreamHealth (health.go)

@@ -54,6 +54,10 @@ func (g *Gate) observeHerd(cfg *Config, req *matrix.Request, now time.Time) limi
 	active, started := g.observeDetector(d, cfg, route, user, now) // with the fleet's count (fleet.go)
 	if started {
 		g.herdOn.Store(true)
+		// No round trip is sampled while a herd is on (sampleable), so a
+		// baseline probe in progress would hold its class at the probe's
+		// share of its cap for the whole herd.
+		g.adm.EndProbes(now)
 		if !cfg.Classes[route.Class].Shadow {
 			// The herd's requests that came before it was declared wait
 			// ahead of the rest of the class until moved behind it.

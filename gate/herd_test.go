@@ -354,3 +354,38 @@ func TestHerdDeclaredMovesItsQueuedRequestsBehindTheClass(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// No round trip is sampled during a herd, so a class still in its baseline
+// probe would stay at the probe's half of its cap for the whole herd: its
+// declaration ends the probes.
+func TestHerdDeclaredEndsTheAdaptiveProbes(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Herd.MinUsers, cfg.Herd.Window = 3, 10*time.Second
+	cfg.Classes[matrix.RoomState].MaxInflight = 4
+	cfg.Classes[matrix.RoomState].Adaptive = true
+	cfg.Classes[matrix.SyncInitial].MaxInflight = 6
+	cfg.Classes[matrix.SyncInitial].Adaptive = true
+	g := newTestGate(t, cfg, Options{})
+	h := g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{}`) }))
+	caps := func() (roomState, syncInitial int) {
+		_, cs := g.adm.Snapshot()
+		return cs[matrix.RoomState].Cap, cs[matrix.SyncInitial].Cap
+	}
+	if rs, si := caps(); rs != 2 || si != 3 {
+		t.Fatalf("caps in the initial probes: room_state %d, sync_initial %d; want 2 and 3", rs, si)
+	}
+	signIn(h, "user-", 3)
+	for user := range 2 {
+		serveReq(h, "GET", "/_matrix/client/v3/rooms/%21big%3Ax/state", fmt.Sprint("user-", user))
+	}
+	if rs, si := caps(); rs != 2 || si != 3 {
+		t.Fatalf("before the herd: room_state %d, sync_initial %d; want the probes' 2 and 3", rs, si)
+	}
+	serveReq(h, "GET", "/_matrix/client/v3/rooms/%21big%3Ax/state", "user-2")
+	if hs := g.Status(time.Now()).Herds; len(hs) != 1 {
+		t.Fatalf("herds %+v, want the big room's", hs)
+	}
+	if rs, si := caps(); rs != 4 || si != 6 {
+		t.Errorf("during the herd: room_state %d, sync_initial %d; want the full caps 4 and 6", rs, si)
+	}
+}

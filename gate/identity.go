@@ -1,12 +1,12 @@
 package gate
 
 import (
-	lru "github.com/hashicorp/golang-lru/v2"
+	"sync"
 
 	"github.com/mxgate/mxgate/matrix"
 )
 
-// acceptedTokensMax bounds the set of accepted tokens; an evicted token
+// acceptedTokensMax bounds the set of accepted tokens; a forgotten token
 // counts again after its next successful answer.
 const acceptedTokensMax = 100_000
 
@@ -14,25 +14,53 @@ const acceptedTokensMax = 100_000
 // the only identities herd detection counts and share_state verifies, so
 // made-up tokens can neither declare a herd nor cost the homeserver a
 // whoami. Only hashed IDs are held.
+//
+// The IDs are kept in two generations of at most acceptedTokensMax/2 each:
+// a recorded ID goes to the current one; when it is full it becomes the
+// previous one and the previous one is dropped, so a token is forgotten
+// once a whole generation of other tokens was recorded without it being
+// seen (close to least recently seen). The maps hold no pointers, so the
+// garbage collector never walks them; a linked LRU list of 100,000 tokens
+// is 100,000 objects for every GC cycle to mark, which cost a gateway
+// serving distinct users several µs per request.
 type acceptedTokens struct {
-	ids *lru.Cache[matrix.TokenID, struct{}]
+	mu        sync.RWMutex
+	cur, prev map[matrix.TokenID]struct{}
 }
 
-func newAcceptedTokens() acceptedTokens {
-	ids, _ := lru.New[matrix.TokenID, struct{}](acceptedTokensMax)
-	return acceptedTokens{ids: ids}
+func newAcceptedTokens() *acceptedTokens {
+	return &acceptedTokens{cur: make(map[matrix.TokenID]struct{})}
 }
 
 // record notes that the homeserver accepted id (zero: no token, ignored).
-// The read-locked Contains first keeps the common case, a token already
-// known, off the cache's write lock.
-func (a acceptedTokens) record(id matrix.TokenID) {
-	if id != 0 && !a.ids.Contains(id) {
-		a.ids.Add(id, struct{}{})
+// The read-locked lookup first keeps the common case, a token already
+// known, off the write lock.
+func (a *acceptedTokens) record(id matrix.TokenID) {
+	if id == 0 {
+		return
 	}
+	a.mu.RLock()
+	_, known := a.cur[id]
+	a.mu.RUnlock()
+	if known {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.cur) >= acceptedTokensMax/2 {
+		a.prev, a.cur = a.cur, make(map[matrix.TokenID]struct{}, acceptedTokensMax/2)
+	}
+	a.cur[id] = struct{}{}
 }
 
 // has reports whether id was accepted (zero never is).
-func (a acceptedTokens) has(id matrix.TokenID) bool {
-	return id != 0 && a.ids.Contains(id)
+func (a *acceptedTokens) has(id matrix.TokenID) bool {
+	if id == 0 {
+		return false
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	_, inCur := a.cur[id]
+	_, inPrev := a.prev[id]
+	return inCur || inPrev
 }

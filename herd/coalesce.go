@@ -233,10 +233,13 @@ func (c *Coalescer) lead(w http.ResponseWriter, r *http.Request, key Key, g *gro
 	}()
 
 	err := fetch(tw, r.WithContext(ctx))
-	if err == nil && !tw.wroteHeader {
-		tw.WriteHeader(http.StatusOK) // what net/http sends for a handler that wrote nothing
+	if !tw.wroteHeader {
+		if err != nil {
+			tw.abandonHeader()
+		} else {
+			tw.WriteHeader(http.StatusOK) // what net/http sends for a handler that wrote nothing
+		}
 	}
-	tw.forwardTrailers()
 	c.complete(key, g, tw, r.Method, err, ttl)
 	completed = true
 	return err
@@ -246,9 +249,9 @@ func (c *Coalescer) lead(w http.ResponseWriter, r *http.Request, key Key, g *gro
 func (c *Coalescer) complete(key Key, g *group, tw *teeWriter, method string, err error, ttl time.Duration) {
 	var res *response
 	if err == nil && tw.recording {
-		res = &response{status: tw.status, header: replayableHeader(tw.header), body: tw.recordedBody()}
+		res = &response{status: tw.status, header: tw.recorded, body: tw.recordedBody()}
 		if method == http.MethodHead {
-			res.headLength = tw.header.Get("Content-Length")
+			res.headLength = tw.headLength
 		}
 	}
 	now := c.now()

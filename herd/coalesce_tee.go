@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -13,9 +12,13 @@ import (
 // held back) and, while the answer may still be shared, records it up to
 // MaxBodyBytes within the Coalescer's byte budget.
 //
-// fetch writes into teeWriter's own header map; it is copied to the client at
-// WriteHeader. That keeps headers the outer middleware set on the leader's
-// writer out of the recorded answer, so they are not replayed to others.
+// fetch writes into the client's own header map, so that the answer's
+// headers are not built twice. Headers the outer middleware set on the
+// leader's writer before the fetch are moved aside until WriteHeader: the
+// recorded answer holds only what fetch set, so they are never replayed to
+// others. At WriteHeader they come back wherever fetch did not set the same
+// field (fetch's value wins, as for any handler writing a header); a fetch
+// that ends without an answer leaves the header map as it found it.
 //
 // teeWriter is used by the fetch's goroutine only, like any ResponseWriter.
 type teeWriter struct {
@@ -24,15 +27,24 @@ type teeWriter struct {
 	g      *group
 	ttl    time.Duration // how long a cacheable answer is kept
 	client http.ResponseWriter
-	header http.Header
+	header http.Header // the client's
+	outer  []headerField
+	inline [4]headerField // outer's storage for the usual few fields
 
-	wroteHeader  bool
-	status       int
-	clientErr    error // first error writing to the leader's client
-	recording    bool  // the answer is still shareable and being recorded
-	body         []byte
-	reserved     int64 // the body's capacity, charged to the budget
-	trailerNames []string
+	wroteHeader bool
+	status      int
+	clientErr   error // first error writing to the leader's client
+	recording   bool  // the answer is still shareable and being recorded
+	recorded    http.Header
+	headLength  string // a HEAD answer's Content-Length, recorded
+	body        []byte
+	reserved    int64 // the body's capacity, charged to the budget
+}
+
+// headerField is one header field moved aside from the client's map.
+type headerField struct {
+	name   string
+	values []string
 }
 
 // maxPrealloc bounds the body buffer allocated from Content-Length at once;
@@ -40,10 +52,35 @@ type teeWriter struct {
 const maxPrealloc = 1 << 20
 
 func newTeeWriter(c *Coalescer, key Key, g *group, ttl time.Duration, client http.ResponseWriter) *teeWriter {
-	return &teeWriter{c: c, key: key, g: g, ttl: ttl, client: client, header: make(http.Header)}
+	t := &teeWriter{c: c, key: key, g: g, ttl: ttl, client: client, header: client.Header()}
+	t.outer = t.inline[:0]
+	for name, values := range t.header {
+		t.outer = append(t.outer, headerField{name, values})
+	}
+	clear(t.header)
+	return t
 }
 
-// Header returns the header map fetch fills in.
+// restoreOuter puts the outer middleware's header fields back, except where
+// fetch set the same field.
+func (t *teeWriter) restoreOuter() {
+	for _, f := range t.outer {
+		if _, set := t.header[f.name]; !set {
+			t.header[f.name] = f.values
+		}
+	}
+	t.outer = nil
+}
+
+// abandonHeader gives the client's header map back as the fetch found it,
+// for a fetch that ended without writing an answer: whatever the caller
+// writes instead (a refusal, an error) must not carry the fetch's fields.
+func (t *teeWriter) abandonHeader() {
+	clear(t.header)
+	t.restoreOuter()
+}
+
+// Header returns the header map fetch fills in: the client's.
 func (t *teeWriter) Header() http.Header { return t.header }
 
 // WriteHeader decides whether the answer can be shared, then forwards the
@@ -74,20 +111,13 @@ func (t *teeWriter) WriteHeader(code int) {
 			}
 		}
 	}
-	if !t.recording {
+	if t.recording {
+		t.recorded = replayableHeader(t.header)
+		t.headLength = t.header.Get("Content-Length")
+	} else {
 		t.c.giveUp(t.key, t.g) // no-op if released above
 	}
-	for _, v := range t.header.Values("Trailer") {
-		for name := range strings.SplitSeq(v, ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				t.trailerNames = append(t.trailerNames, http.CanonicalHeaderKey(name))
-			}
-		}
-	}
-	dst := t.client.Header()
-	for k, vs := range t.header {
-		dst[k] = vs
-	}
+	t.restoreOuter()
 	t.client.WriteHeader(code)
 }
 
@@ -162,6 +192,7 @@ func (t *teeWriter) recordedBody() []byte {
 // stopRecording drops the recorded body and returns its bytes to the budget.
 func (t *teeWriter) stopRecording() {
 	t.recording = false
+	t.recorded = nil
 	t.body = nil
 	if t.reserved > 0 {
 		t.c.unreserve(t.reserved)
@@ -180,22 +211,5 @@ func (t *teeWriter) Flush() {
 	}
 	if err := http.NewResponseController(t.client).Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		t.clientErr = err
-	}
-}
-
-// forwardTrailers copies trailer values fetch set after the body to the
-// leader's client, where net/http sends them. (Responses with trailers are
-// never shared, so only the leader's client needs them.)
-func (t *teeWriter) forwardTrailers() {
-	dst := t.client.Header()
-	for k, vs := range t.header {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			dst[k] = vs
-		}
-	}
-	for _, name := range t.trailerNames {
-		if vs, ok := t.header[name]; ok {
-			dst[name] = vs
-		}
 	}
 }

@@ -789,3 +789,91 @@ func TestLoneLeaderOfUncacheableAnswerRecordsNothing(t *testing.T) {
 		t.Errorf("after: %d groups, %d entries, %d bytes; want nothing kept", groups, entries, held)
 	}
 }
+
+func TestOuterHeadersStayWithTheLeader(t *testing.T) {
+	testkit.NoGoroutineLeak(t)
+	c := NewCoalescer(CoalescerConfig{})
+	started, release := make(chan struct{}), make(chan struct{})
+	fetch := func(w http.ResponseWriter, r *http.Request) error {
+		if got := w.Header().Get("X-Outer"); got != "" {
+			t.Errorf("fetch sees the outer middleware's X-Outer %q", got)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Answer", "upstream")
+		close(started)
+		<-release
+		fmt.Fprint(w, `{"ok":true}`)
+		return nil
+	}
+	key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/x", nil), false)
+	leaderW := httptest.NewRecorder()
+	leaderW.Header().Set("X-Outer", "leader's own")
+	leaderW.Header().Set("Content-Type", "text/plain") // fetch's value wins
+	done := make(chan Outcome, 1)
+	go func() {
+		o, _ := c.Do(leaderW, httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch)
+		done <- o
+	}()
+	<-started
+	waiterW := httptest.NewRecorder()
+	waiter := make(chan Outcome, 1)
+	go func() {
+		o, _ := c.Do(waiterW, httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch)
+		waiter <- o
+	}()
+	testkit.Eventually(t, "waiter", func() bool { return c.Waiting() == 1 })
+	close(release)
+	if o := <-done; o != Leader {
+		t.Fatalf("leader outcome %v", o)
+	}
+	if o := <-waiter; o != Coalesced {
+		t.Fatalf("waiter outcome %v", o)
+	}
+	lh := leaderW.Result().Header
+	if lh.Get("X-Outer") != "leader's own" || lh.Get("X-Answer") != "upstream" || lh.Get("Content-Type") != "application/json" {
+		t.Errorf("leader's header %v: want its own X-Outer back beside the upstream's fields", lh)
+	}
+	wh := waiterW.Result().Header
+	if wh.Get("X-Outer") != "" || wh.Get("X-Answer") != "upstream" || wh.Get("Content-Type") != "application/json" {
+		t.Errorf("waiter's header %v: want the upstream's fields only", wh)
+	}
+	// The cached copy is the same recording.
+	cachedW := httptest.NewRecorder()
+	if o, _ := c.Do(cachedW, httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch); o != Cached || cachedW.Header().Get("X-Outer") != "" {
+		t.Errorf("cached replay: %v, X-Outer %q", o, cachedW.Header().Get("X-Outer"))
+	}
+}
+
+func TestFailedFetchLeavesTheLeadersHeaderAsItFoundIt(t *testing.T) {
+	c := NewCoalescer(CoalescerConfig{})
+	errDial := errors.New("dial upstream: connection refused")
+	fetch := func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("X-Half-Built", "1")
+		return errDial
+	}
+	key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/x", nil), false)
+	w := httptest.NewRecorder()
+	w.Header().Set("Server", "Caddy")
+	if o, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch); o != Leader || !errors.Is(err, errDial) {
+		t.Fatalf("Do: %v, %v", o, err)
+	}
+	if got := w.Header(); len(got) != 1 || got.Get("Server") != "Caddy" {
+		t.Errorf("header after a failed fetch %v, want only the outer Server field", got)
+	}
+}
+
+func TestDeclaredTrailersReachTheLeader(t *testing.T) {
+	u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		fmt.Fprint(w, "streamed")
+		w.Header().Set("X-Checksum", "abc")
+	})
+	front, client := newGateway(t, NewCoalescer(CoalescerConfig{}), u, time.Hour, time.Minute, false)
+	resp, body := get(t, client, front.URL+"/x", "tok")
+	if resp == nil {
+		return
+	}
+	if string(body) != "streamed" || resp.Trailer.Get("X-Checksum") != "abc" {
+		t.Errorf("body %q, trailer %v: want the upstream's trailer", body, resp.Trailer)
+	}
+}

@@ -258,6 +258,20 @@ func (g *Gradient) startProbe(now time.Time) {
 	g.resetWindow(now)
 }
 
+// EndProbe ends a probe in progress as if its window were complete: the
+// baseline is its samples' median if it has any (else, for the first
+// probe, the first window's mean), and the next probe comes on schedule.
+// For a caller that stops feeding samples for a while (the gate does during
+// a herd): a probe never ends without samples, and would hold the limit at
+// its reduced level all along.
+func (g *Gradient) EndProbe(now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.probing {
+		g.endProbe(now)
+	}
+}
+
 // probeSample collects one sample for the baseline. Requests that started
 // while more than the probe limit were in flight (the dip had not drained
 // yet) measure queueing, not the no-load RTT, so they are skipped.

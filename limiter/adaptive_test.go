@@ -396,3 +396,39 @@ func BenchmarkGradientSampleParallel(b *testing.B) {
 		}
 	})
 }
+
+// A probe ends only with samples; EndProbe ends it for a caller that stops
+// sampling, and the next probe still comes on schedule.
+func TestGradientEndProbeRestoresTheLimitAndKeepsTheSchedule(t *testing.T) {
+	cfg := GradientConfig{MaxLimit: 40, MinRTTInterval: 4 * time.Second}
+	g := NewGradient(cfg, 9)
+	if l := g.Limit(); l != 8 {
+		t.Fatalf("limit in the initial probe %d, want 8 (half of 16)", l)
+	}
+	now := simEpoch
+	for range 5 {
+		now = now.Add(10 * time.Millisecond)
+		g.Sample(10*time.Millisecond, 1, now)
+	}
+	if g.Limit() != 8 {
+		t.Fatalf("the probe ended after 5 of 32 samples: limit %d", g.Limit())
+	}
+	g.EndProbe(now)
+	if l, b := g.Limit(), g.Baseline(); l != 16 || b != 10*time.Millisecond {
+		t.Fatalf("after EndProbe: limit %d, baseline %v; want 16 and the probe's median 10ms", l, b)
+	}
+	g.EndProbe(now) // not probing: no-op
+	if g.Limit() != 16 {
+		t.Fatalf("a second EndProbe changed the limit to %d", g.Limit())
+	}
+	// The next probe starts at the first sample 3-5 s later (MinRTTInterval
+	// jittered ±25%).
+	start := now
+	for g.Limit() == 16 && now.Sub(start) < 6*time.Second {
+		now = now.Add(100 * time.Millisecond)
+		g.Sample(10*time.Millisecond, 1, now)
+	}
+	if d := now.Sub(start); g.Limit() != 8 || d < 3*time.Second || d > 5100*time.Millisecond {
+		t.Fatalf("after %v the limit is %d; want the next probe (8) 3-5s after the last", d, g.Limit())
+	}
+}

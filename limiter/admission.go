@@ -164,6 +164,20 @@ func (a *Admission) capLocked(c *classState, now time.Time) int {
 	return a.live.Scale(n, now)
 }
 
+// EndProbes ends every adaptive class's baseline probe in progress
+// (Gradient.EndProbe): its limit returns from the probe's share to the
+// limit learnt, and waiters the higher cap allows are admitted.
+func (a *Admission) EndProbes(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := range a.classes {
+		if g := a.classes[i].grad; g != nil {
+			g.EndProbe(now)
+		}
+	}
+	a.dispatchLocked()
+}
+
 // SetPaused holds (or releases) a class: while paused nothing new of it is
 // admitted; waiters keep waiting within their deadlines and are admitted in
 // order once it is released.

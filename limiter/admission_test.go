@@ -479,3 +479,28 @@ func TestAdmissionRelaneMovesAGroupBehindTheClass(t *testing.T) {
 	}
 	waitGoroutines(t, before)
 }
+
+func TestAdmissionEndProbesLiftsTheProbesShareOfTheCap(t *testing.T) {
+	now := simEpoch
+	a := NewAdmission(oneClass(ClassLimits{MaxInflight: 6, Queue: 10, QueueTimeout: time.Minute, Adaptive: true}), func() time.Time { return now })
+	// A new gradient starts in its baseline probe at half its initial limit
+	// (16, clamped to the ceiling 6): 3.
+	if _, cs := a.Snapshot(); cs[0].Cap != 3 {
+		t.Fatalf("cap in the initial probe %d, want 3", cs[0].Cap)
+	}
+	for range 3 {
+		if _, err := a.Acquire(context.Background(), 0, LaneNormal); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { _, err := a.Acquire(context.Background(), 0, LaneNormal); done <- err }()
+	waitQueued(t, a, 0, 1)
+	a.EndProbes(now)
+	if err := <-done; err != nil {
+		t.Fatalf("the waiter the full cap has room for: %v", err)
+	}
+	if _, cs := a.Snapshot(); cs[0].Cap != 6 || cs[0].Inflight != 4 {
+		t.Fatalf("after EndProbes: %+v, want cap 6 with 4 in flight", cs[0])
+	}
+}
