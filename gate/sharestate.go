@@ -240,7 +240,8 @@ func (g *Gate) verifyJoined(r *http.Request, sf shareFlow, tok matrix.TokenID) b
 }
 
 // subrequest sends a small GET with r's credentials through admission (the
-// normal lane, in the class of its own path) and the rest of the chain, and
+// herd lane of the class of its own path: it is asked for a herd's request,
+// so the rest of that class goes first) and the rest of the chain, and
 // decodes a 200 JSON answer into v.
 func subrequest(r *http.Request, sf shareFlow, rawPath string, v any) bool {
 	u := *r.URL
@@ -256,7 +257,7 @@ func subrequest(r *http.Request, sf shareFlow, rawPath string, v any) bool {
 	sub.Header.Del("Accept-Encoding") // decode the answer here, uncompressed
 	// Small answers only: anything bigger is not what was asked for.
 	rec := &bufferingWriter{client: discardWriter{}, header: make(http.Header), max: 64 << 10}
-	if err := sf.pass(rec, sub, limiter.LaneNormal, false); err != nil {
+	if err := sf.pass(rec, sub, limiter.LaneHerd, false); err != nil {
 		return false
 	}
 	if rec.status != http.StatusOK || rec.passedThrough || !shareableHeader(rec.header) {

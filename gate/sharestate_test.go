@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mxgate/mxgate/matrix"
 )
@@ -187,4 +188,73 @@ func TestShareStateLeaderPanicReleasesWaiters(t *testing.T) {
 	if _, cs := g.adm.Snapshot(); cs[matrix.RoomState].Inflight != 0 {
 		t.Fatalf("panicking leader kept its admission slot: %+v", cs[matrix.RoomState])
 	}
+}
+
+// A member's proof is asked for a herd's request: its subrequests queue in
+// the herd lane of their own class, behind that class's other requests.
+func TestShareStateProofWaitsBehindTheRestOfItsClass(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Classes[matrix.RoomState].ShareState = true
+	cfg.Classes[matrix.RoomState].Coalesce = 0
+	cfg.Herd.MinUsers, cfg.Herd.Window = 3, time.Minute
+	hist := &cfg.Classes[matrix.History] // the class of a member event's path
+	hist.MaxInflight, hist.Queue, hist.Coalesce = 1, 10, 0
+	g := newTestGate(t, cfg, Options{})
+	arrived := make(chan string, 16)
+	release := make(chan struct{})
+	var holding atomic.Bool // the upstream holds history's requests
+	state := &fakeStateServer{hold: make(chan struct{})}
+	close(state.hold)
+	h := g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.EscapedPath()
+		if holding.Load() && (strings.HasSuffix(path, "/messages") || strings.Contains(path, "/state/m.room.member/")) {
+			arrived <- path
+			<-release
+		}
+		state.ServeHTTP(w, r)
+	}))
+	next := func() string {
+		t.Helper()
+		select {
+		case p := <-arrived:
+			return p
+		case <-time.After(5 * time.Second):
+			t.Fatal("no request reached the upstream")
+			return ""
+		}
+	}
+	historyQueued := func(n int) {
+		t.Helper()
+		testkit.Eventually(t, "history queue", func() bool {
+			_, cs := g.adm.Snapshot()
+			return cs[matrix.History].Queued == n
+		})
+	}
+	signIn(h, "member-", 5)
+	for i := range 3 {
+		serveReq(h, "GET", statePath, fmt.Sprint("member-", i))
+	}
+	if len(g.Status(g.now()).Herds) != 1 {
+		t.Fatal("no herd after 3 users")
+	}
+	holding.Store(true)
+	const messages = "/_matrix/client/v3/rooms/%21chat%3Ax/messages"
+	var wg sync.WaitGroup
+	wg.Go(func() { serveReq(h, "GET", messages, "member-4") })
+	if p := next(); p != messages {
+		t.Fatalf("first at the upstream: %s", p)
+	}
+	wg.Go(func() { serveReq(h, "GET", statePath, "member-3") }) // its proof queues for history's slot
+	historyQueued(1)
+	wg.Go(func() { serveReq(h, "GET", messages+"?dir=b", "member-4") })
+	historyQueued(2)
+	release <- struct{}{}
+	if p := next(); p != messages {
+		t.Errorf("after the slot freed: %s, want the background's page of history before the herd member's proof", p)
+	}
+	close(release)
+	if p := next(); !strings.Contains(p, "/state/m.room.member/") {
+		t.Errorf("then %s, want the proof", p)
+	}
+	wg.Wait()
 }
