@@ -20,9 +20,8 @@ const acceptedTokensMax = 100_000
 // previous one and the previous one is dropped, so a token is forgotten
 // once a whole generation of other tokens was recorded without it being
 // seen (close to least recently seen). The maps hold no pointers, so the
-// garbage collector never walks them; a linked LRU list of 100,000 tokens
-// is 100,000 objects for every GC cycle to mark, which cost a gateway
-// serving distinct users several µs per request.
+// garbage collector never walks them, where a linked LRU list of 100,000
+// tokens is 100,000 objects for every GC cycle to mark.
 type acceptedTokens struct {
 	mu        sync.RWMutex
 	cur, prev map[matrix.TokenID]struct{}
