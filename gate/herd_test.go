@@ -80,6 +80,19 @@ func (b *blockingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // signIn makes n tokens prefix0…prefixN-1 known to the gate as accepted by
 // the homeserver, as a client's first successful request does.
+// nextArrival is the next path the test upstream reports on arrived,
+// waiting at most 5 s.
+func nextArrival(t *testing.T, arrived <-chan string) string {
+	t.Helper()
+	select {
+	case p := <-arrived:
+		return p
+	case <-time.After(5 * time.Second):
+		t.Fatal("no request reached the upstream")
+		return ""
+	}
+}
+
 func signIn(h http.Handler, prefix string, n int) {
 	for i := range n {
 		serveReq(h, "GET", "/_matrix/client/v3/account/whoami", fmt.Sprint(prefix, i))
@@ -314,16 +327,7 @@ func TestHerdDeclaredMovesItsQueuedRequestsBehindTheClass(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	next := func() string {
-		t.Helper()
-		select {
-		case p := <-arrived:
-			return p
-		case <-time.After(5 * time.Second):
-			t.Fatal("no request reached the upstream")
-			return ""
-		}
-	}
+	next := func() string { t.Helper(); return nextArrival(t, arrived) }
 	const big, other = "%21big%3Ax", "%21other%3Ax"
 	// Two requests for rooms of their own hold both slots.
 	state("%21a%3Ax", 4)

@@ -213,16 +213,7 @@ func TestShareStateProofWaitsBehindTheRestOfItsClass(t *testing.T) {
 		}
 		state.ServeHTTP(w, r)
 	}))
-	next := func() string {
-		t.Helper()
-		select {
-		case p := <-arrived:
-			return p
-		case <-time.After(5 * time.Second):
-			t.Fatal("no request reached the upstream")
-			return ""
-		}
-	}
+	next := func() string { t.Helper(); return nextArrival(t, arrived) }
 	historyQueued := func(n int) {
 		t.Helper()
 		testkit.Eventually(t, "history queue", func() bool {
