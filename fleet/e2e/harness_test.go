@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -179,6 +180,23 @@ func (g *gateway) metrics(t *testing.T) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// rateFallbacks is how many rate checks the gateway has answered locally
+// (mxgate_fleet_fallbacks_total{op="rate"}).
+func (g *gateway) rateFallbacks(t *testing.T) int {
+	t.Helper()
+	const series = `mxgate_fleet_fallbacks_total{op="rate"} `
+	for line := range strings.Lines(g.metrics(t)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", g.name, line, err)
+			}
+			return int(n)
+		}
+	}
+	return 0
 }
 
 func (g *gateway) call(method, path, body string) error {
