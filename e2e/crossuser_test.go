@@ -17,6 +17,8 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/mxgate/mxgate/herd"
 )
 
 // Cross-user isolation: user A owns a private room, user B is not in it.
@@ -68,6 +70,11 @@ type leakRequest struct {
 	forbid   []string // secrets that must not appear in the answer
 	ordered  bool     // false for /state, whose array order is unspecified
 	dotSlash bool     // a dot-segment path mxgate may refuse with 400
+	// mayShare marks a joined member's GET of room state, which a
+	// share_state gateway may answer from another member's fetch; vetted
+	// says that such an answer lacks the unsigned.membership fields that
+	// matrix.VetSharedState removes.
+	mayShare, vetted bool
 }
 
 func (r leakRequest) key() string {
@@ -83,6 +90,7 @@ func (r leakRequest) key() string {
 type leakAnswer struct {
 	status int
 	body   []byte
+	shared bool // marked as served from another request's fetch
 }
 
 // TestCrossUserIsolation races A's and B's requests for A's private room's
@@ -133,15 +141,17 @@ func testCrossUserIsolation(t *testing.T, s *hsEnv) {
 		name string
 		g    *gateway
 	}{{"mxgate gateway", s.gateway}, {"mxgate run, sync_initial unthrottled", unthrottled}} {
-		raceLeakRequests(t, ctx, client, target.name, target.g.url, reqs, direct)
+		raceLeakRequests(t, ctx, client, target.name, target.g.url, reqs, direct, false)
 	}
 }
 
 // raceLeakRequests sends every request of reqs at once through the gateway
 // at base, round after round, and fails t for every answer that holds the
-// other user's data or differs from direct.
+// other user's data or differs from direct. With shareState, an answer
+// served from another request's fetch is a failure unless its request
+// mayShare; it returns how many answers were, by endpoint.
 func raceLeakRequests(t *testing.T, ctx context.Context, client *http.Client, name, base string,
-	reqs []leakRequest, direct map[string]leakAnswer) {
+	reqs []leakRequest, direct map[string]leakAnswer, shareState bool) (shared map[string]int) {
 	t.Helper()
 	var (
 		mu       sync.Mutex
@@ -152,7 +162,9 @@ func raceLeakRequests(t *testing.T, ctx context.Context, client *http.Client, na
 		// perEndpoint counts compared answers by endpoint, so the log
 		// shows that every endpoint was really checked.
 		perEndpoint = map[string]int{}
+		sharedN     int
 	)
+	shared = map[string]int{}
 	fail := func(format string, args ...any) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -176,9 +188,16 @@ func raceLeakRequests(t *testing.T, ctx context.Context, client *http.Client, na
 				if leaked := leakedSecrets(got.body, r.forbid); len(leaked) > 0 {
 					fail("%s: answer (%d) holds another user's data %q", r.label, got.status, leaked)
 				}
+				if shareState && got.shared && !r.mayShare {
+					fail("%s: answered (%d) from another request's shared fetch", r.label, got.status)
+				}
 				verdict := judgeLeakAnswer(r, got, direct[r.key()])
 				mu.Lock()
 				defer mu.Unlock()
+				if got.shared {
+					sharedN++
+					shared[r.endpoint]++
+				}
 				switch verdict {
 				case "":
 					compared++
@@ -196,8 +215,8 @@ func raceLeakRequests(t *testing.T, ctx context.Context, client *http.Client, na
 			t.Fatalf("%s: the test's %v ran out in round %d, before its answers could be judged", name, crossUserTimeout, rounds)
 		}
 	}
-	t.Logf("%s: %d rounds of %d requests in %v: %d answers equal to direct %v, %d refused by mxgate (429), %d failures",
-		name, rounds, len(reqs), time.Since(began).Round(time.Millisecond), compared, perEndpoint, refused, len(failures))
+	t.Logf("%s: %d rounds of %d requests in %v: %d answers equal to direct %v, %d from another request's fetch %v, %d refused by mxgate (429), %d failures",
+		name, rounds, len(reqs), time.Since(began).Round(time.Millisecond), compared, perEndpoint, sharedN, shared, refused, len(failures))
 	if len(failures) > 0 {
 		sort.Strings(failures)
 		t.Errorf("%s: %d of %d answers wrong; by variant:\n%s", name, len(failures), rounds*len(reqs), summarizeFailures(failures))
@@ -205,6 +224,7 @@ func raceLeakRequests(t *testing.T, ctx context.Context, client *http.Client, na
 	if compared == 0 {
 		t.Errorf("%s: no answer could be compared (all refused)", name)
 	}
+	return shared
 }
 
 // judgeLeakAnswer returns "" when got is what the homeserver answers the
@@ -221,7 +241,11 @@ func judgeLeakAnswer(r leakRequest, got, want leakAnswer) string {
 		return ""
 	}
 	n := newNormalizer(nil, !r.ordered)
-	if got.status != want.status || n.normalizeBody(got.body) != n.normalizeBody(want.body) {
+	gotBody, wantBody := got.body, want.body
+	if r.vetted {
+		gotBody, wantBody = withoutUnsignedMembership(gotBody), withoutUnsignedMembership(wantBody)
+	}
+	if got.status != want.status || n.normalizeBody(gotBody) != n.normalizeBody(wantBody) {
 		return fmt.Sprintf("through mxgate %d %s; directly %d %s",
 			got.status, abbreviate(got.body), want.status, abbreviate(want.body))
 	}
@@ -337,6 +361,35 @@ func leakSyncSince(t *testing.T, ctx context.Context, u *leakUser) string {
 // whether a query token then counts, so mxgate must not guess.
 const basicAuth = "Basic ZTJlOmUyZQ=="
 
+// A credentialForm puts a token into a request's query parts q or its
+// header h.
+type credentialForm func(q []string, h http.Header, token string) []string
+
+func queryCredential(name string) credentialForm {
+	return func(q []string, _ http.Header, tok string) []string { return append(q, name+"="+url.QueryEscape(tok)) }
+}
+
+// credentialForms are the ways a token reaches a homeserver: the four
+// every homeserver accepts, and a Basic header beside a query token, on
+// which they differ.
+var credentialForms = map[string]credentialForm{
+	"header":         func(q []string, h http.Header, tok string) []string { h.Add("Authorization", "Bearer "+tok); return q },
+	"access_token":   queryCredential("access_token"),
+	"%61ccess_token": queryCredential("%61ccess_token"),
+	"access%5Ftoken": queryCredential("access%5Ftoken"),
+	"Basic+access_token": func(q []string, h http.Header, tok string) []string {
+		h.Set("Authorization", basicAuth)
+		return append(q, "access_token="+url.QueryEscape(tok))
+	},
+}
+
+// leakCredential is one credential of a request: whose token, in which
+// of credentialForms.
+type leakCredential struct {
+	user *leakUser
+	form string
+}
+
 // leakRequests builds one round: for every endpoint, every variant's
 // requests.
 func leakRequests(a, b *leakUser, since string) []leakRequest {
@@ -351,26 +404,7 @@ func leakRequests(a, b *leakUser, since string) []leakRequest {
 		{"sync filter", "/_matrix/client/v3/sync", "timeout=0&filter=" + url.QueryEscape(`{"room":{"timeline":{"limit":2}}}`), true},
 		{"sync since", "/_matrix/client/v3/sync", "timeout=0&since=" + url.QueryEscape(since), true},
 	}
-	// A credential form puts a token into a request.
-	type form func(q []string, h http.Header, token string) []string
-	bearer := func(q []string, h http.Header, tok string) []string { h.Add("Authorization", "Bearer "+tok); return q }
-	param := func(name string) form {
-		return func(q []string, _ http.Header, tok string) []string { return append(q, name+"="+url.QueryEscape(tok)) }
-	}
-	basicQuery := func(q []string, h http.Header, tok string) []string {
-		h.Set("Authorization", basicAuth)
-		return append(q, "access_token="+url.QueryEscape(tok))
-	}
-	forms := map[string]form{
-		"header": bearer, "access_token": param("access_token"),
-		"%61ccess_token": param("%61ccess_token"), "access%5Ftoken": param("access%5Ftoken"),
-		"Basic+access_token": basicQuery,
-	}
-	// cred is one credential of a request: whose token, in which form.
-	type cred struct {
-		user *leakUser
-		form string
-	}
+	type cred = leakCredential
 	build := func(variant, method string, ep int, creds ...cred) leakRequest {
 		e := endpoints[ep]
 		r := leakRequest{label: variant + " " + e.name, endpoint: e.name, method: method, path: e.path, header: http.Header{}, ordered: e.ordered}
@@ -380,7 +414,7 @@ func leakRequests(a, b *leakUser, since string) []leakRequest {
 		}
 		owners := map[*leakUser]bool{}
 		for _, c := range creds {
-			q = forms[c.form](q, r.header, c.user.token)
+			q = credentialForms[c.form](q, r.header, c.user.token)
 			owners[c.user] = true
 		}
 		r.query = strings.Join(q, "&")
@@ -464,5 +498,5 @@ func sendLeakRequest(ctx context.Context, client *http.Client, base string, r le
 	if err != nil {
 		return leakAnswer{}, err
 	}
-	return leakAnswer{status: resp.StatusCode, body: body}, nil
+	return leakAnswer{status: resp.StatusCode, body: body, shared: resp.Header.Get(herd.CoalescedHeader) == "1"}, nil
 }

@@ -113,9 +113,17 @@ const tightCap = 2
 // startGatewayTight runs `mxgate run` with tightCaddyfile in front of
 // upstreamHostPort.
 func startGatewayTight(ctx context.Context, bin, dir, upstreamHostPort string) (*gateway, error) {
-	return startGateway(ctx, bin, dir, "mxgate-tight", func(listen, admin string) ([]string, error) {
+	return startGatewayRun(ctx, bin, dir, "mxgate-tight", func(admin, listen string) string {
+		return fmt.Sprintf(tightCaddyfile, admin, listen, tightCap, tightCap, upstreamHostPort)
+	})
+}
+
+// startGatewayRun runs `mxgate run` with the Caddyfile that caddyfile
+// writes for an admin and a listen address.
+func startGatewayRun(ctx context.Context, bin, dir, name string, caddyfile func(admin, listen string) string) (*gateway, error) {
+	return startGateway(ctx, bin, dir, name, func(listen, admin string) ([]string, error) {
 		cfg := filepath.Join(dir, "Caddyfile")
-		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(tightCaddyfile, admin, listen, tightCap, tightCap, upstreamHostPort)), 0o600); err != nil {
+		if err := os.WriteFile(cfg, []byte(caddyfile(admin, listen)), 0o600); err != nil {
 			return nil, err
 		}
 		return []string{"run", "--config", cfg, "--adapter", "caddyfile"}, nil
@@ -144,12 +152,8 @@ http://%s {
 // startGatewayUnthrottled runs `mxgate run` with unthrottledCaddyfile in
 // front of upstreamHostPort.
 func startGatewayUnthrottled(ctx context.Context, bin, dir, upstreamHostPort string) (*gateway, error) {
-	return startGateway(ctx, bin, dir, "mxgate-unthrottled", func(listen, admin string) ([]string, error) {
-		cfg := filepath.Join(dir, "Caddyfile")
-		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(unthrottledCaddyfile, admin, listen, upstreamHostPort)), 0o600); err != nil {
-			return nil, err
-		}
-		return []string{"run", "--config", cfg, "--adapter", "caddyfile"}, nil
+	return startGatewayRun(ctx, bin, dir, "mxgate-unthrottled", func(admin, listen string) string {
+		return fmt.Sprintf(unthrottledCaddyfile, admin, listen, upstreamHostPort)
 	})
 }
 

@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"net/http"
 	"sync"
 
 	"github.com/mxgate/mxgate/matrix"
@@ -52,6 +53,14 @@ func (a *acceptedTokens) record(id matrix.TokenID) {
 	a.cur[id] = struct{}{}
 }
 
+// forget drops id until its next 2xx.
+func (a *acceptedTokens) forget(id matrix.TokenID) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.cur, id)
+	delete(a.prev, id)
+}
+
 // has reports whether id was accepted (zero never is).
 func (a *acceptedTokens) has(id matrix.TokenID) bool {
 	if id == 0 {
@@ -62,4 +71,20 @@ func (a *acceptedTokens) has(id matrix.TokenID) bool {
 	_, inCur := a.cur[id]
 	_, inPrev := a.prev[id]
 	return inCur || inPrev
+}
+
+// noteTokenVerdict keeps the accepted set in step with what the homeserver
+// answered req: a 2xx that proves its token records it; a 401 (an unknown
+// or logged-out token, or an interactive-auth step) and a successful logout
+// forget it, so that share_state stops serving it a shared answer without
+// asking the homeserver.
+func (g *Gate) noteTokenVerdict(method string, req *matrix.Request, status int) {
+	id := req.Credential.ID
+	switch {
+	case id == 0:
+	case status == http.StatusUnauthorized, status/100 == 2 && req.EndsSession(method):
+		g.accepted.forget(id)
+	case status/100 == 2 && req.ProvesToken():
+		g.accepted.record(id)
+	}
 }

@@ -279,9 +279,7 @@ func (f *flow) serve(t *limiter.Ticket, w http.ResponseWriter, r *http.Request) 
 	m.upstreamDuration.Observe(end.Sub(t.Granted).Seconds())
 	m.responses[codeClass(a.status())].Inc()
 	g.upstream.record(a, end)
-	if sw.status >= 200 && sw.status < 300 && f.req.ProvesToken() {
-		g.accepted.record(f.req.Credential.ID) // herds count only accepted tokens (identity.go)
-	}
+	g.noteTokenVerdict(r.Method, &f.req, sw.status) // herds count only accepted tokens (identity.go)
 	// A restart's refused connections and 502/503s are ride-through's to
 	// handle: counted as failures, they would shed the very requests
 	// ride-through holds for the upstream's return.

@@ -21,10 +21,12 @@ import (
 
 // fakeStateServer answers whoami, single member events and a room's full
 // state the way a homeserver would for tokens "member-N" (joined) and
-// "outsider-N" (not joined).
+// "outsider-N" (not joined); POST /logout revokes the token, and revoked
+// tokens (loggedOut) get 401 for everything.
 type fakeStateServer struct {
 	stateCalls, memberChecks atomic.Int64
 	hold                     chan struct{} // closed: state answers at once
+	loggedOut                sync.Map      // token → struct{}
 }
 
 func (f *fakeStateServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -33,7 +35,15 @@ func (f *fakeStateServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-cache, no-store, must-revalidate")
 	w.Header().Set("Content-Type", "application/json")
 	path := r.URL.EscapedPath()
+	if _, revoked := f.loggedOut.Load(tok); revoked {
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprint(w, `{"errcode":"M_UNKNOWN_TOKEN"}`)
+		return
+	}
 	switch {
+	case r.Method == http.MethodPost && strings.HasSuffix(path, "/logout"):
+		f.loggedOut.Store(tok, struct{}{})
+		fmt.Fprint(w, `{}`)
 	case strings.HasSuffix(path, "/account/whoami"):
 		fmt.Fprintf(w, `{"user_id":%q}`, user)
 	case strings.Contains(path, "/state/m.room.member/"):
@@ -247,5 +257,58 @@ func TestShareStateProofWaitsBehindTheRestOfItsClass(t *testing.T) {
 	if p := next(); !strings.Contains(p, "/state/m.room.member/") {
 		t.Errorf("then %s, want the proof", p)
 	}
+	wg.Wait()
+}
+
+// A token logged out through the gate, or refused with a 401, is no longer
+// served a shared answer on the strength of its earlier proof: its request
+// goes to the homeserver, which refuses it.
+func TestShareStateForgetsLoggedOutTokens(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Classes[matrix.RoomState].ShareState = true
+	cfg.Classes[matrix.RoomState].Coalesce = 0
+	cfg.Classes[matrix.RoomState].MaxInflight = 8 // the held leader leaves the herd lane room
+	cfg.Herd.MinUsers, cfg.Herd.Window = 3, time.Minute
+	g := newTestGate(t, cfg, Options{})
+	up := &fakeStateServer{hold: make(chan struct{})}
+	close(up.hold)
+	h := g.Middleware(up)
+	signIn(h, "member-", 5)
+	// The first round declares the herd (at its third user), the second
+	// verifies every member.
+	for i := range 10 {
+		if rec := serveReq(h, "GET", statePath, fmt.Sprint("member-", i%5)); rec.Code != 200 {
+			t.Fatalf("member-%d: %d %s", i%5, rec.Code, rec.Body)
+		}
+	}
+	if len(g.Status(g.now()).Herds) != 1 || up.memberChecks.Load() != 5 {
+		t.Fatalf("%d herds, %d members verified; want 1 and 5", len(g.Status(g.now()).Herds), up.memberChecks.Load())
+	}
+	if rec := serveReq(h, "POST", "/_matrix/client/v3/logout", "member-1"); rec.Code != 200 {
+		t.Fatalf("logout: %d %s", rec.Code, rec.Body)
+	}
+	up.loggedOut.Store("member-2", struct{}{}) // revoked elsewhere (another gateway, the admin API)
+	if rec := serveReq(h, "GET", "/_matrix/client/v3/sync", "member-2"); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("revoked token's sync: %d", rec.Code)
+	}
+
+	// member-0 leads a shared fetch the upstream holds; the two former
+	// tokens ask meanwhile.
+	up.hold = make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { serveReq(h, "GET", statePath, "member-0") })
+	testkit.Eventually(t, "member-0 leading a shared fetch", func() bool {
+		g.sharer.mu.Lock()
+		defer g.sharer.mu.Unlock()
+		return len(g.sharer.flights) == 1
+	})
+	for _, tok := range []string{"member-1", "member-2"} {
+		rec := serveReq(h, "GET", statePath, tok)
+		if rec.Code != http.StatusUnauthorized || rec.Result().Header.Get(herd.CoalescedHeader) != "" {
+			t.Errorf("%s after its token ended: %d %s (coalesced %q), want the homeserver's 401", tok, rec.Code, rec.Body,
+				rec.Result().Header.Get(herd.CoalescedHeader))
+		}
+	}
+	close(up.hold)
 	wg.Wait()
 }

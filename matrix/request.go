@@ -119,6 +119,15 @@ func isDotSegment(seg string) bool {
 	return s == "." || s == ".."
 }
 
+// EndsSession reports whether a 2xx answer to this request means its token
+// is no longer valid: POST /logout and /logout/all (with a trailing slash
+// too: forgetting a valid token only costs its next answer).
+func (q *Request) EndsSession(method string) bool {
+	p := strings.TrimSuffix(q.RawPath, "/")
+	return method == http.MethodPost && q.Class == Auth &&
+		(strings.HasSuffix(p, "/logout") || strings.HasSuffix(p, "/logout/all"))
+}
+
 // ProvesToken reports whether a 2xx answer to this request shows that the
 // homeserver accepted its token: only /account/whoami and classes whose
 // every endpoint requires authentication (sync, room state and history,

@@ -95,3 +95,23 @@ func TestProvesToken(t *testing.T) {
 		}
 	}
 }
+
+func TestEndsSession(t *testing.T) {
+	for _, c := range []struct {
+		method, target string
+		want           bool
+	}{
+		{http.MethodPost, "/_matrix/client/v3/logout", true},
+		{http.MethodPost, "/_matrix/client/r0/logout/all", true},
+		{http.MethodPost, "/_matrix/client/v3/logout/", true}, // a trailing slash is the same endpoint
+		{http.MethodGet, "/_matrix/client/v3/logout", false},
+		{http.MethodPost, "/_matrix/client/v3/login", false},
+		{http.MethodPost, "/_matrix/client/v3/rooms/%21r%3Ax/leave", false},
+		{http.MethodPut, "/_matrix/client/v3/rooms/%21r%3Ax/send/m.room.message/logout", false},
+	} {
+		r := httptest.NewRequest(c.method, c.target, nil)
+		if q := ParseRequest(r); q.EndsSession(c.method) != c.want {
+			t.Errorf("%s %s (%s): EndsSession %v, want %v", c.method, c.target, q.Class, !c.want, c.want)
+		}
+	}
+}

@@ -55,12 +55,17 @@ func IsSharedStatePath(rawPath string) bool {
 }
 
 // sharedUnsigned lists the unsigned fields of a state event that are the
-// same for every member. Two are requester-specific and removed:
+// same for every member. invite_room_state is stored with an invite event
+// (Dendrite serves it in /state to everyone): the stripped state every
+// member can read in full. Two are requester-specific and removed:
 // transaction_id (only the sending device sees it) and membership (the
 // requester's own membership when the event was sent; servers may omit it).
 // Any other unsigned field makes the answer unshareable: what mxgate does
 // not know, it does not share.
-var sharedUnsigned = map[string]bool{"age": true, "replaces_state": true, "prev_content": true, "prev_sender": true, "redacted_because": true}
+var sharedUnsigned = map[string]bool{
+	"age": true, "replaces_state": true, "prev_content": true, "prev_sender": true, "redacted_because": true,
+	"invite_room_state": true,
+}
 
 // VetSharedState vets a /state or /joined_members answer for sharing:
 // it removes the requester-specific unsigned fields from every event and

@@ -14,6 +14,10 @@ func TestVetSharedState(t *testing.T) {
 	if _, ok := VetSharedState([]byte(`[{"type":"a","unsigned":{"something_new":1}}]`)); ok {
 		t.Fatal("an unknown unsigned field was shared")
 	}
+	invite := `[{"type":"m.room.member","content":{"membership":"invite"},"unsigned":{"invite_room_state":[{"type":"m.room.name"}]}}]`
+	if out, ok := VetSharedState([]byte(invite)); !ok || string(out) != invite {
+		t.Fatalf("Dendrite's invite event with its stripped state: %s %v", out, ok)
+	}
 	if _, ok := VetSharedState([]byte("\x1f\x8b compressed")); ok {
 		t.Fatal("an undecodable answer was shared")
 	}
