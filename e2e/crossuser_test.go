@@ -114,19 +114,7 @@ func testCrossUserIsolation(t *testing.T, s *hsEnv) {
 
 	rt := newTransport(t)
 	client := &http.Client{Transport: rt, Timeout: 30 * time.Second}
-	// What the homeserver itself answers each distinct request: the room
-	// and the users do not change during the test, so once is enough.
-	direct := map[string]leakAnswer{}
-	for _, r := range reqs {
-		if _, ok := direct[r.key()]; ok {
-			continue
-		}
-		ans, err := sendLeakRequest(ctx, client, s.hs.url(), r)
-		if err != nil {
-			t.Fatalf("direct %s: %v", r.label, err)
-		}
-		direct[r.key()] = ans
-	}
+	direct := directAnswers(t, ctx, client, s.hs.url(), reqs)
 
 	unthrottled, err := startGatewayUnthrottled(ctx, env.bin, mkdir(env.tmp, s.name+"-unthrottled-"+uniqueSuffix()),
 		strings.TrimPrefix(s.hs.url(), "http://"))
@@ -143,6 +131,25 @@ func testCrossUserIsolation(t *testing.T, s *hsEnv) {
 	}{{"mxgate gateway", s.gateway}, {"mxgate run, sync_initial unthrottled", unthrottled}} {
 		raceLeakRequests(t, ctx, client, target.name, target.g.url, reqs, direct, false)
 	}
+}
+
+// directAnswers is what the homeserver at base itself answers each
+// distinct request of reqs: the rooms and the users do not change while a
+// test races them, so once is enough.
+func directAnswers(t *testing.T, ctx context.Context, client *http.Client, base string, reqs []leakRequest) map[string]leakAnswer {
+	t.Helper()
+	direct := map[string]leakAnswer{}
+	for _, r := range reqs {
+		if _, ok := direct[r.key()]; ok {
+			continue
+		}
+		ans, err := sendLeakRequest(ctx, client, base, r)
+		if err != nil {
+			t.Fatalf("direct %s: %v", r.label, err)
+		}
+		direct[r.key()] = ans
+	}
+	return direct
 }
 
 // raceLeakRequests sends every request of reqs at once through the gateway

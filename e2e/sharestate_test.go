@@ -96,17 +96,7 @@ func testShareStateIsolation(t *testing.T, s *hsEnv) {
 	cast := setUpShareRoom(t, ctx, s)
 	reqs := cast.requests()
 	client := &http.Client{Transport: newTransport(t), Timeout: 60 * time.Second}
-	direct := map[string]leakAnswer{}
-	for _, r := range reqs {
-		if _, ok := direct[r.key()]; ok {
-			continue
-		}
-		ans, err := sendLeakRequest(ctx, client, s.hs.url(), r)
-		if err != nil {
-			t.Fatalf("direct %s: %v", r.label, err)
-		}
-		direct[r.key()] = ans
-	}
+	direct := directAnswers(t, ctx, client, s.hs.url(), reqs)
 	cast.checkPremise(t, ctx, client, s.hs.url())
 	// What the homeserver itself shows a request cannot be forbidden in
 	// mxgate's answer to it (Dendrite shows an invited user the state);

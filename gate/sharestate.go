@@ -28,9 +28,12 @@ import (
 // membership is the requester's own token: a cheap
 // GET /rooms/{id}/state/m.room.member/{user_id} with the user ID that
 // /account/whoami returns for that same token, answered 200 with membership
-// "join". The one requester-specific field, unsigned.transaction_id (set on
-// events the requester's own device sent), is stripped. Requesters who fail
-// the check, and every request when no herd is active, go the normal way.
+// "join". The requester-specific unsigned fields (transaction_id, set on
+// events the requester's own device sent, and membership) are stripped.
+// Requesters who fail the check, tokens the homeserver has since refused
+// (identity.go forgets them), and every request when no herd is active go
+// the normal way. TestShareStateIsolation (e2e/) attacks it against Dendrite
+// and Synapse.
 //
 // What it does not protect against: a member who leaves after being verified
 // can be served the state for up to the herd window (the membership answer is
@@ -51,7 +54,18 @@ type stateSharer struct {
 	waiting atomic.Int64 // requests waiting on a flight, for tests to sync on
 
 	users   *lru.Cache[matrix.TokenID, userEntry]
-	members *lru.Cache[memberKey, time.Time] // verified joined until
+	members *lru.Cache[memberKey, membership]
+}
+
+// membership is the homeserver's last verdict on a token's membership of a
+// room, trusted until it expires (the herd window). A token found not
+// joined is not asked again meanwhile: during a herd an outsider's every
+// request would otherwise cost the homeserver a proof. It only ever sends
+// a request the normal way, so a user who joins meanwhile is served by the
+// homeserver, just not shared.
+type membership struct {
+	until  time.Time
+	joined bool
 }
 
 type userEntry struct {
@@ -80,7 +94,7 @@ const whoamiTTL = 10 * time.Minute
 
 func newStateSharer() *stateSharer {
 	users, _ := lru.New[matrix.TokenID, userEntry](100_000)
-	members, _ := lru.New[memberKey, time.Time](100_000)
+	members, _ := lru.New[memberKey, membership](100_000)
 	return &stateSharer{flights: make(map[herd.Key]*stateFlight), users: users, members: members}
 }
 
@@ -211,8 +225,8 @@ func (g *Gate) verifyJoined(r *http.Request, sf shareFlow, tok matrix.TokenID) b
 	cfg, route, now := sf.cfg, sf.req.Route, sf.now
 	s := g.sharer
 	mk := memberKey{tok, route.Room}
-	if until, ok := s.members.Get(mk); ok && now.Before(until) {
-		return true
+	if m, ok := s.members.Get(mk); ok && now.Before(m.until) {
+		return m.joined
 	}
 	proof, ok := matrix.ProofFor(sf.req.RawPath, route.Room)
 	if !ok {
@@ -223,7 +237,7 @@ func (g *Gate) verifyJoined(r *http.Request, sf shareFlow, tok matrix.TokenID) b
 		var who struct {
 			UserID string `json:"user_id"`
 		}
-		if !subrequest(r, sf, proof.WhoamiPath(), &who) || who.UserID == "" {
+		if status := subrequest(r, sf, proof.WhoamiPath(), &who); status != http.StatusOK || who.UserID == "" {
 			return false
 		}
 		user = userEntry{id: who.UserID, expires: now.Add(whoamiTTL)}
@@ -232,22 +246,27 @@ func (g *Gate) verifyJoined(r *http.Request, sf shareFlow, tok matrix.TokenID) b
 	var member struct {
 		Membership string `json:"membership"`
 	}
-	if !subrequest(r, sf, proof.MemberEventPath(user.id), &member) || member.Membership != "join" {
-		return false
+	switch status := subrequest(r, sf, proof.MemberEventPath(user.id), &member); {
+	case status == http.StatusOK && member.Membership == "join":
+		s.members.Add(mk, membership{until: now.Add(cfg.Herd.Window), joined: true})
+		return true
+	case status == http.StatusOK, status == http.StatusForbidden, status == http.StatusNotFound:
+		s.members.Add(mk, membership{until: now.Add(cfg.Herd.Window)})
 	}
-	s.members.Add(mk, now.Add(cfg.Herd.Window))
-	return true
+	return false // not proven: a refused or failed proof is asked again next time
 }
 
 // subrequest sends a small GET with r's credentials through admission (the
 // herd lane of the class of its own path: it is asked for a herd's request,
 // so the rest of that class goes first) and the rest of the chain, and
-// decodes a 200 JSON answer into v.
-func subrequest(r *http.Request, sf shareFlow, rawPath string, v any) bool {
+// decodes a 200 JSON answer into v. It returns the homeserver's status: 200
+// only with v decoded, and 0 for no verdict (the request failed or was
+// refused before the homeserver, or the answer was not one to read).
+func subrequest(r *http.Request, sf shareFlow, rawPath string, v any) int {
 	u := *r.URL
 	u.RawQuery = ""
 	if err := setRawPath(&u, rawPath); err != nil {
-		return false
+		return 0
 	}
 	sub := r.Clone(r.Context())
 	sub.URL = &u
@@ -257,13 +276,16 @@ func subrequest(r *http.Request, sf shareFlow, rawPath string, v any) bool {
 	sub.Header.Del("Accept-Encoding") // decode the answer here, uncompressed
 	// Small answers only: anything bigger is not what was asked for.
 	rec := &bufferingWriter{client: discardWriter{}, header: make(http.Header), max: 64 << 10}
-	if err := sf.pass(rec, sub, limiter.LaneHerd, false); err != nil {
-		return false
+	if err := sf.pass(rec, sub, limiter.LaneHerd, false); err != nil || rec.passedThrough {
+		return 0
 	}
-	if rec.status != http.StatusOK || rec.passedThrough || !shareableHeader(rec.header) {
-		return false
+	if rec.status != http.StatusOK {
+		return rec.status
 	}
-	return json.Unmarshal(rec.buf.Bytes(), v) == nil
+	if !shareableHeader(rec.header) || json.Unmarshal(rec.buf.Bytes(), v) != nil {
+		return 0
+	}
+	return http.StatusOK
 }
 
 // discardWriter swallows an answer that outgrew a bufferingWriter.

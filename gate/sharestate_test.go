@@ -312,3 +312,48 @@ func TestShareStateForgetsLoggedOutTokens(t *testing.T) {
 	close(up.hold)
 	wg.Wait()
 }
+
+// An outsider's verdict is remembered for the herd window like a member's:
+// its repeated requests cost the homeserver one membership proof, and each
+// still goes upstream with its own token (and is refused there).
+func TestShareStateAsksAboutAnOutsiderOncePerWindow(t *testing.T) {
+	clock := testkit.NewClock(time.Unix(1000, 0))
+	cfg := DefaultConfig()
+	cfg.Classes[matrix.RoomState].ShareState = true
+	cfg.Classes[matrix.RoomState].Coalesce = 0
+	cfg.Herd.MinUsers, cfg.Herd.Window = 3, time.Minute
+	g := newTestGate(t, cfg, Options{Now: clock.Now})
+	up := &fakeStateServer{hold: make(chan struct{})}
+	close(up.hold)
+	h := g.Middleware(up)
+	signIn(h, "member-", 3)
+	signIn(h, "outsider-", 1)
+	for i := range 3 {
+		serveReq(h, "GET", statePath, fmt.Sprint("member-", i))
+	}
+	if len(g.Status(g.now()).Herds) != 1 {
+		t.Fatal("no herd after 3 users")
+	}
+	checks := func() int64 { return up.memberChecks.Load() }
+	before, fetches := checks(), up.stateCalls.Load()
+	for range 5 {
+		if rec := serveReq(h, "GET", statePath, "outsider-0"); rec.Code != http.StatusForbidden {
+			t.Fatalf("outsider: %d %s", rec.Code, rec.Body)
+		}
+	}
+	if n := checks() - before; n != 1 {
+		t.Errorf("5 requests of one outsider cost %d membership proofs, want 1", n)
+	}
+	if n := up.stateCalls.Load() - fetches; n != 5 {
+		t.Errorf("outsider's requests reached the homeserver %d times, want all 5", n)
+	}
+	clock.Advance(cfg.Herd.Window + time.Second)
+	for i := range 3 { // keep the herd on
+		serveReq(h, "GET", statePath, fmt.Sprint("member-", i))
+	}
+	before = checks()
+	serveReq(h, "GET", statePath, "outsider-0")
+	if n := checks() - before; n != 1 {
+		t.Errorf("after the window the outsider cost %d proofs, want 1 (asked again)", n)
+	}
+}

@@ -42,7 +42,7 @@ type InProcessFleet struct {
 	gates []*gate.Gate
 	trs   []*http.Transport
 	srv   *http.Server
-	done  chan struct{}
+	done  <-chan struct{}
 }
 
 func newFleetPeer(name string, o PeerOptions) *InProcessFleet {
@@ -114,11 +114,7 @@ func (p *InProcessFleet) Start(upstream string) (string, error) {
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			handlers[next.Add(1)%fleetSize].ServeHTTP(w, r)
 		})}
-	p.done = make(chan struct{})
-	go func() {
-		defer close(p.done)
-		_ = p.srv.Serve(ln)
-	}()
+	p.done = serveInBackground(p.srv, ln)
 	return "http://" + ln.Addr().String(), nil
 }
 

@@ -54,7 +54,7 @@ type InProcess struct {
 	gate *gate.Gate
 	srv  *http.Server
 	tr   *http.Transport
-	done chan struct{}
+	done <-chan struct{}
 }
 
 func (p *InProcess) Name() string { return "mxgate-inprocess" }
@@ -94,11 +94,7 @@ func (p *InProcess) Start(upstream string) (string, error) {
 	}
 	p.gate = g
 	p.srv = &http.Server{Handler: g.Proxy(rp), ReadHeaderTimeout: 10 * time.Second}
-	p.done = make(chan struct{})
-	go func() {
-		defer close(p.done)
-		_ = p.srv.Serve(ln)
-	}()
+	p.done = serveInBackground(p.srv, ln)
 	return "http://" + ln.Addr().String(), nil
 }
 
@@ -155,4 +151,15 @@ func configureClasses(cfg *gate.Config, classes map[string]json.RawMessage) erro
 		cfg.Classes[c] = l
 	}
 	return nil
+}
+
+// serveInBackground serves srv on ln until srv is closed; the channel it
+// returns is closed once Serve has returned.
+func serveInBackground(srv *http.Server, ln net.Listener) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	return done
 }
