@@ -128,6 +128,69 @@ func testShareStateIsolation(t *testing.T, s *hsEnv) {
 		}
 	}
 	cast.logOutDuringHerd(t, ctx, client, g.url, reqs)
+	cast.leaveDuringHerd(t, ctx, client, g.url)
+}
+
+// leaveDuringHerd has a member the gateway verified leave the room (on the
+// homeserver directly) before a new state event is set, then races its
+// /state with the remaining members': it must get the homeserver's state at
+// its leave, never the members' shared current state, and they must not get
+// its snapshot.
+func (c *shareRoom) leaveDuringHerd(t *testing.T, ctx context.Context, client *http.Client, base string) {
+	t.Helper()
+	room := c.owner.room
+	gone := c.members[len(c.members)-2]
+	if _, err := gone.cli.LeaveRoom(ctx, room); err != nil {
+		t.Fatalf("%s leaves: %v", gone.name, err)
+	}
+	marker := "set-after-" + gone.name + "-left-" + uniqueSuffix()
+	typ := event.Type{Type: "org.mxgate.e2e.after_member_left", Class: event.StateEventType}
+	if _, err := c.owner.cli.SendStateEvent(ctx, room, typ, "", map[string]any{"secret": marker}); err != nil {
+		t.Fatalf("setting state after %s left: %v", gone.name, err)
+	}
+	for i := 0; ; i++ {
+		state, err := c.owner.cli.State(ctx, room)
+		if err == nil && len(state[typ]) == 1 {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("the homeserver never showed the state set after %s left", gone.name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stay := []*leakUser{c.owner, c.members[0], c.members[1]}
+	get := func(u *leakUser) leakAnswer {
+		r := leakRequest{method: http.MethodGet, path: "/_matrix/client/v3/rooms/" + room.String() + "/state",
+			header: http.Header{"Authorization": {"Bearer " + u.token}}}
+		ans, err := sendLeakRequest(ctx, client, base, r)
+		if err != nil {
+			t.Errorf("%s: %v", u.name, err)
+		}
+		return ans
+	}
+	shared := 0
+	for range 2 * shareMinRounds {
+		var wg sync.WaitGroup
+		answers := make([]leakAnswer, len(stay)+1)
+		for i, u := range append(slices.Clone(stay), gone) {
+			wg.Go(func() { answers[i] = get(u) })
+		}
+		wg.Wait()
+		for i, u := range stay {
+			ans := answers[i]
+			if ans.shared {
+				shared++
+			}
+			if ans.status == http.StatusOK && !strings.Contains(string(ans.body), marker) {
+				t.Errorf("%s got state without the event set after %s left (shared %v)", u.name, gone.name, ans.shared)
+			}
+		}
+		if ans := answers[len(stay)]; ans.status != http.StatusTooManyRequests &&
+			(ans.shared || strings.Contains(string(ans.body), marker)) {
+			t.Errorf("%s after leaving: %d (shared %v) %s, want the homeserver's state at its leave", gone.name, ans.status, ans.shared, abbreviate(ans.body))
+		}
+	}
+	t.Logf("after %s left: %d of the remaining members' answers shared", gone.name, shared)
 }
 
 // logOutDuringHerd logs the last member out through the gateway while the
@@ -360,11 +423,14 @@ func (c *shareRoom) checkPremise(t *testing.T, ctx context.Context, client *http
 	// values that differ between two identical requests (age) masked.
 	n := newNormalizer(nil, true)
 	shared := func(u *leakUser, ans leakAnswer) string {
-		vetted, ok := matrix.VetSharedState(ans.body)
+		st, ok := matrix.VetSharedState(ans.body)
 		if !ok {
 			t.Fatalf("mxgate would not share %s's /state: %s", u.name, abbreviate(ans.body))
 		}
-		return n.normalizeBody(vetted)
+		if !st.Joined[u.cli.UserID.String()] {
+			t.Fatalf("%s's /state does not show it joined: mxgate would not serve it that answer", u.name)
+		}
+		return n.normalizeBody(st.Body)
 	}
 	owner := get(c.owner)
 	wantIDs, want := eventIDs(c.owner, owner), shared(c.owner, owner)

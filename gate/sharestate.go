@@ -28,16 +28,20 @@ import (
 // membership is the requester's own token: a cheap
 // GET /rooms/{id}/state/m.room.member/{user_id} with the user ID that
 // /account/whoami returns for that same token, answered 200 with membership
-// "join". The requester-specific unsigned fields (transaction_id, set on
-// events the requester's own device sent, and membership) are stripped.
-// Requesters who fail the check, tokens the homeserver has since refused
-// (identity.go forgets them), and every request when no herd is active go
-// the normal way. TestShareStateIsolation (e2e/) attacks it against Dendrite
-// and Synapse.
+// "join". The proof is cached for the herd window, but the snapshot decides:
+// the answer is served only to requesters it shows joined, and shared only
+// if it shows the leader joined (matrix.SharedState.Joined), so a member who
+// left since its proof gets its own answer and a leader who left does not
+// hand the members its old state. Proofs are kept per token and Host. The
+// requester-specific unsigned fields (transaction_id, set on events the
+// requester's own device sent, and membership) are stripped. Requesters who
+// fail the check, tokens the homeserver has since refused (identity.go
+// forgets them), and every request when no herd is active go the normal
+// way. TestShareStateIsolation (e2e/) attacks it against Dendrite and
+// Synapse.
 //
-// What it does not protect against: a member who leaves after being verified
-// can be served the state for up to the herd window (the membership answer is
-// cached that long) — the same state they could read a moment earlier.
+// What it does not protect against: a joined member's token revoked
+// elsewhere can be served the state for up to the herd window.
 
 // sharedStateMaxBody bounds what a shared state answer may hold in memory.
 const sharedStateMaxBody = 16 << 20
@@ -53,7 +57,7 @@ type stateSharer struct {
 	flights map[herd.Key]*stateFlight
 	waiting atomic.Int64 // requests waiting on a flight, for tests to sync on
 
-	users   *lru.Cache[matrix.TokenID, userEntry]
+	users   *lru.Cache[userKey, userEntry]
 	members *lru.Cache[memberKey, membership]
 }
 
@@ -73,9 +77,17 @@ type userEntry struct {
 	expires time.Time
 }
 
-type memberKey struct {
+// userKey and memberKey name a token at one site: the same gate may front
+// several hosts (sites without a zone of their own share one), and a
+// token's user and memberships on one homeserver say nothing of another's.
+type userKey struct {
 	token matrix.TokenID
-	room  string
+	host  string
+}
+
+type memberKey struct {
+	userKey
+	room string
 }
 
 // stateFlight is one shared fetch. Its fields are written by the leader
@@ -86,6 +98,7 @@ type stateFlight struct {
 	status int
 	header http.Header
 	body   []byte
+	joined map[string]bool // who the answer shows joined (matrix.SharedState)
 }
 
 // whoamiTTL bounds how long a token's user ID is remembered; the membership
@@ -93,7 +106,7 @@ type stateFlight struct {
 const whoamiTTL = 10 * time.Minute
 
 func newStateSharer() *stateSharer {
-	users, _ := lru.New[matrix.TokenID, userEntry](100_000)
+	users, _ := lru.New[userKey, userEntry](100_000)
 	members, _ := lru.New[memberKey, membership](100_000)
 	return &stateSharer{flights: make(map[herd.Key]*stateFlight), users: users, members: members}
 }
@@ -123,14 +136,18 @@ func (g *Gate) serveSharedState(w http.ResponseWriter, r *http.Request, sf share
 	// The flight is keyed like a shared coalescing key: everything but the
 	// credential, so members asking alike share one fetch.
 	key, ok := herd.KeyOf(r, cred, true)
-	if !ok || !g.verifyJoined(r, sf, cred.ID) {
+	if !ok {
+		return false, nil
+	}
+	user, joined := g.verifyJoined(r, sf, cred.ID)
+	if !joined {
 		return false, nil
 	}
 	route := req.Route
 	s := g.sharer
 	s.mu.Lock()
-	f, joined := s.flights[key]
-	if !joined {
+	f, inFlight := s.flights[key]
+	if !inFlight {
 		if len(s.flights) >= sharedStateMaxFlights {
 			s.mu.Unlock()
 			return false, nil
@@ -140,8 +157,8 @@ func (g *Gate) serveSharedState(w http.ResponseWriter, r *http.Request, sf share
 	}
 	s.mu.Unlock()
 
-	if !joined {
-		return true, g.leadSharedState(w, r, sf, key, f)
+	if !inFlight {
+		return true, g.leadSharedState(w, r, sf, key, f, user)
 	}
 	s.waiting.Add(1)
 	defer s.waiting.Add(-1)
@@ -155,19 +172,21 @@ func (g *Gate) serveSharedState(w http.ResponseWriter, r *http.Request, sf share
 		err := g.refuse(cfg, route.Class, byLimit, OutcomeTimeout, "timed out waiting for the room's shared state", retryHerd, 0)
 		return err != nil, err // not refused (shadow mode): it goes upstream through admission
 	}
-	if !f.ok {
-		return false, nil // not shareable: go upstream through admission
+	if !f.ok || !f.joined[user] {
+		// Not shareable, or the snapshot does not show this requester
+		// joined (it left before the fetch): upstream through admission.
+		return false, nil
 	}
 	g.count(route.Class, OutcomeCoalesced)
 	writeShared(w, f, true)
 	return true, nil
 }
 
-// leadSharedState fetches the state with the leader's own token, buffering
-// it; a shareable answer is cleaned, published to the waiters and written to
-// the leader. An answer that is not shareable is written to the leader as it
+// leadSharedState fetches the state with the leader's own token (its user
+// is user), buffering it; a shareable answer is cleaned, published to the
+// waiters and written to the leader. An answer that is not shareable is written to the leader as it
 // came (streaming once it outgrows the buffer).
-func (g *Gate) leadSharedState(w http.ResponseWriter, r *http.Request, sf shareFlow, key herd.Key, f *stateFlight) error {
+func (g *Gate) leadSharedState(w http.ResponseWriter, r *http.Request, sf shareFlow, key herd.Key, f *stateFlight, user string) error {
 	// Whatever happens below (a panic included), the waiters are released;
 	// f.ok stays false unless the answer was fully vetted.
 	defer func() {
@@ -183,8 +202,10 @@ func (g *Gate) leadSharedState(w http.ResponseWriter, r *http.Request, sf shareF
 	bw := &bufferingWriter{client: w, header: make(http.Header), max: sharedStateMaxBody}
 	err := sf.pass(bw, lr, limiter.LaneHerd, true)
 	if err == nil && !bw.passedThrough && bw.status == http.StatusOK && shareableHeader(bw.header) {
-		if body, ok := matrix.VetSharedState(bw.buf.Bytes()); ok {
-			f.status, f.header, f.body, f.ok = bw.status, bw.header, body, true
+		// A leader who left since its proof is answered the state at its
+		// leave, which must not reach the members: it shows itself joined.
+		if st, ok := matrix.VetSharedState(bw.buf.Bytes()); ok && st.Joined[user] {
+			f.status, f.header, f.body, f.joined, f.ok = bw.status, bw.header, st.Body, st.Joined, true
 		}
 	}
 	switch {
@@ -218,30 +239,32 @@ func writeShared(w http.ResponseWriter, f *stateFlight, coalesced bool) {
 	_, _ = w.Write(f.body)
 }
 
-// verifyJoined reports whether the token's user is joined to the room,
-// asking the homeserver (through admission, ahead of the herd) when the
-// answer is not cached.
-func (g *Gate) verifyJoined(r *http.Request, sf shareFlow, tok matrix.TokenID) bool {
+// verifyJoined returns the token's user and whether it is joined to the
+// room, asking the homeserver (through admission, ahead of the herd) when
+// the answer is not cached.
+func (g *Gate) verifyJoined(r *http.Request, sf shareFlow, tok matrix.TokenID) (string, bool) {
 	cfg, route, now := sf.cfg, sf.req.Route, sf.now
 	s := g.sharer
-	mk := memberKey{tok, route.Room}
-	if m, ok := s.members.Get(mk); ok && now.Before(m.until) {
-		return m.joined
+	uk := userKey{tok, r.Host}
+	user, known := s.users.Get(uk)
+	known = known && now.Before(user.expires)
+	mk := memberKey{uk, route.Room}
+	if m, ok := s.members.Get(mk); ok && now.Before(m.until) && known {
+		return user.id, m.joined
 	}
 	proof, ok := matrix.ProofFor(sf.req.RawPath, route.Room)
 	if !ok {
-		return false
+		return "", false
 	}
-	user, ok := s.users.Get(tok)
-	if !ok || !now.Before(user.expires) {
+	if !known {
 		var who struct {
 			UserID string `json:"user_id"`
 		}
 		if status := subrequest(r, sf, proof.WhoamiPath(), &who); status != http.StatusOK || who.UserID == "" {
-			return false
+			return "", false
 		}
 		user = userEntry{id: who.UserID, expires: now.Add(whoamiTTL)}
-		s.users.Add(tok, user)
+		s.users.Add(uk, user)
 	}
 	var member struct {
 		Membership string `json:"membership"`
@@ -249,22 +272,23 @@ func (g *Gate) verifyJoined(r *http.Request, sf shareFlow, tok matrix.TokenID) b
 	switch status := subrequest(r, sf, proof.MemberEventPath(user.id), &member); {
 	case status == http.StatusOK && member.Membership == "join":
 		s.members.Add(mk, membership{until: now.Add(cfg.Herd.Window), joined: true})
-		return true
+		return user.id, true
 	case status == http.StatusOK, status == http.StatusForbidden, status == http.StatusNotFound:
 		s.members.Add(mk, membership{until: now.Add(cfg.Herd.Window)})
 	}
-	return false // not proven: a refused or failed proof is asked again next time
+	return user.id, false // not proven: a refused or failed proof is asked again next time
 }
 
 // subrequest sends a small GET with r's credentials through admission (the
 // herd lane of the class of its own path: it is asked for a herd's request,
 // so the rest of that class goes first) and the rest of the chain, and
-// decodes a 200 JSON answer into v. It returns the homeserver's status: 200
-// only with v decoded, and 0 for no verdict (the request failed or was
-// refused before the homeserver, or the answer was not one to read).
+// decodes a 200 JSON answer into v; r's query goes along, which
+// ShareableStateQuery has left holding only the credential (and a cache
+// buster). It returns the homeserver's status: 200 only with v decoded, and
+// 0 for no verdict (the request failed or was refused before the
+// homeserver, or the answer was not one to read).
 func subrequest(r *http.Request, sf shareFlow, rawPath string, v any) int {
 	u := *r.URL
-	u.RawQuery = ""
 	if err := setRawPath(&u, rawPath); err != nil {
 		return 0
 	}

@@ -63,11 +63,23 @@ func (f *fakeStateServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		<-f.hold
 		fmt.Fprintf(w, `[{"type":"m.room.create","state_key":"","content":{}},`+
-			`{"type":"m.room.topic","state_key":"","content":{"topic":"t"},"unsigned":{"age":5,"transaction_id":"txn-of-%s"}}]`, tok)
+			`{"type":"m.room.topic","state_key":"","content":{"topic":"t"},"unsigned":{"age":5,"transaction_id":"txn-of-%s"}}%s]`, tok, fakeMemberEvents)
 	default:
 		w.WriteHeader(http.StatusNotFound)
 	}
 }
+
+// fakeMemberEvents are the joined members' events in fakeStateServer's
+// room state: member-0 to member-(fakeMembers-1).
+var fakeMemberEvents = func() string {
+	var b strings.Builder
+	for i := range fakeMembers {
+		fmt.Fprintf(&b, `,{"type":"m.room.member","state_key":"@member-%d:x","content":{"membership":"join"}}`, i)
+	}
+	return b.String()
+}()
+
+const fakeMembers = 60
 
 func TestShareStateServesVerifiedMembersOneFetch(t *testing.T) {
 	cfg := DefaultConfig()
@@ -136,7 +148,7 @@ func TestShareStateServesVerifiedMembersOneFetch(t *testing.T) {
 			t.Fatalf("member %d got %d", i, res.code)
 		}
 		var events []map[string]any
-		if err := json.Unmarshal([]byte(res.body), &events); err != nil || len(events) != 2 {
+		if err := json.Unmarshal([]byte(res.body), &events); err != nil || len(events) != 2+fakeMembers {
 			t.Fatalf("member %d body %s", i, res.body)
 		}
 		if strings.Contains(res.body, "transaction_id") {
@@ -185,7 +197,7 @@ func TestShareStateLeaderPanicReleasesWaiters(t *testing.T) {
 		fl := &flow{g: g, cfg: &cfg, req: matrix.ParseRequest(r), start: g.now(), client: r.Context(),
 			next: func(http.ResponseWriter, *http.Request) error { panic(http.ErrAbortHandler) }}
 		fl.limits = &cfg.Classes[fl.req.Class]
-		g.leadSharedState(httptest.NewRecorder(), r, fl.share(), key, f)
+		g.leadSharedState(httptest.NewRecorder(), r, fl.share(), key, f, "@u:x")
 	}()
 	select {
 	case <-f.done:

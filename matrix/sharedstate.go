@@ -67,47 +67,115 @@ var sharedUnsigned = map[string]bool{
 	"invite_room_state": true,
 }
 
+// SharedState is a /state or /joined_members answer vetted for sharing.
+type SharedState struct {
+	// Body is the answer without its requester-specific fields.
+	Body []byte
+	// Joined holds the user IDs the answer itself shows joined: its
+	// m.room.member events with membership "join", or /joined_members'
+	// keys. Only a requester in it may be served Body, which ties the
+	// membership proof to this very snapshot: a member who left before it
+	// was taken is not in it, and a leader who left gets the state at its
+	// leave, in which it is not joined either.
+	Joined map[string]bool
+}
+
 // VetSharedState vets a /state or /joined_members answer for sharing:
-// it removes the requester-specific unsigned fields from every event and
-// reports false if anything else would tell one member's answer from
-// another's.
-func VetSharedState(body []byte) (out []byte, ok bool) {
-	var joined struct {
-		Joined json.RawMessage `json:"joined"`
-	}
+// it removes the requester-specific unsigned fields from every event (and
+// from the redaction event in redacted_because) and reports false if
+// anything else would tell one member's answer from another's.
+func VetSharedState(body []byte) (SharedState, bool) {
 	if body = bytes.TrimSpace(body); len(body) > 0 && body[0] == '{' {
 		// /joined_members: {"joined": {user: {display_name, avatar_url}}}
 		// is the same for every member.
-		return body, json.Unmarshal(body, &joined) == nil && joined.Joined != nil
+		var members struct {
+			Joined map[string]json.RawMessage `json:"joined"`
+		}
+		if json.Unmarshal(body, &members) != nil || members.Joined == nil {
+			return SharedState{}, false
+		}
+		joined := make(map[string]bool, len(members.Joined))
+		for user := range members.Joined {
+			joined[user] = true
+		}
+		return SharedState{Body: body, Joined: joined}, true
 	}
 	var events []map[string]json.RawMessage
 	if err := json.Unmarshal(body, &events); err != nil {
-		return nil, false
+		return SharedState{}, false
 	}
+	joined := map[string]bool{}
 	changed := false
 	for _, ev := range events {
-		raw, ok := ev["unsigned"]
+		c, ok := vetUnsigned(ev, 0)
 		if !ok {
-			continue
+			return SharedState{}, false
 		}
-		var unsigned map[string]json.RawMessage
-		if json.Unmarshal(raw, &unsigned) != nil {
-			return nil, false
+		changed = changed || c
+		if user, ok := joinedMember(ev); ok {
+			joined[user] = true
 		}
-		for k := range unsigned {
-			switch {
-			case k == "transaction_id" || k == "membership":
-				delete(unsigned, k)
-				changed = true
-			case !sharedUnsigned[k]:
-				return nil, false
-			}
-		}
-		ev["unsigned"], _ = json.Marshal(unsigned)
 	}
 	if !changed {
-		return body, true
+		return SharedState{Body: body, Joined: joined}, true
 	}
 	out, err := json.Marshal(events)
-	return out, err == nil
+	return SharedState{Body: out, Joined: joined}, err == nil
+}
+
+// vetUnsigned removes the requester-specific fields of ev's unsigned, and
+// of the redaction event nested in its redacted_because (depth counts the
+// nesting; a redaction's own redaction is not what a server sends). It
+// reports whether ev changed, and false when anything in it is not known
+// to be the same for every member.
+func vetUnsigned(ev map[string]json.RawMessage, depth int) (changed, ok bool) {
+	raw, present := ev["unsigned"]
+	if !present {
+		return false, true
+	}
+	var unsigned map[string]json.RawMessage
+	if json.Unmarshal(raw, &unsigned) != nil {
+		return false, false
+	}
+	for k, v := range unsigned {
+		switch {
+		case k == "transaction_id" || k == "membership":
+			delete(unsigned, k)
+			changed = true
+		case k == "redacted_because":
+			var redaction map[string]json.RawMessage
+			if depth > 0 || json.Unmarshal(v, &redaction) != nil || redaction == nil {
+				return false, false
+			}
+			c, ok := vetUnsigned(redaction, depth+1)
+			if !ok {
+				return false, false
+			}
+			if c {
+				unsigned[k], _ = json.Marshal(redaction)
+				changed = true
+			}
+		case !sharedUnsigned[k]:
+			return false, false
+		}
+	}
+	if changed {
+		ev["unsigned"], _ = json.Marshal(unsigned)
+	}
+	return changed, true
+}
+
+// joinedMember returns the user an m.room.member state event shows
+// joined.
+func joinedMember(ev map[string]json.RawMessage) (string, bool) {
+	var typ, user string
+	var content struct {
+		Membership string `json:"membership"`
+	}
+	if json.Unmarshal(ev["type"], &typ) != nil || typ != "m.room.member" ||
+		json.Unmarshal(ev["state_key"], &user) != nil || user == "" ||
+		json.Unmarshal(ev["content"], &content) != nil || content.Membership != "join" {
+		return "", false
+	}
+	return user, true
 }

@@ -7,23 +7,54 @@ import (
 
 func TestVetSharedState(t *testing.T) {
 	in := `[{"type":"a","unsigned":{"age":1,"transaction_id":"x","membership":"join"}},{"type":"b"}]`
-	out, ok := VetSharedState([]byte(in))
-	if !ok || strings.Contains(string(out), "transaction_id") || strings.Contains(string(out), "membership") || !strings.Contains(string(out), `"age":1`) {
+	st, ok := VetSharedState([]byte(in))
+	if out := string(st.Body); !ok || strings.Contains(out, "transaction_id") || strings.Contains(out, "membership") || !strings.Contains(out, `"age":1`) {
 		t.Fatalf("got %s %v", out, ok)
 	}
 	if _, ok := VetSharedState([]byte(`[{"type":"a","unsigned":{"something_new":1}}]`)); ok {
 		t.Fatal("an unknown unsigned field was shared")
 	}
-	invite := `[{"type":"m.room.member","content":{"membership":"invite"},"unsigned":{"invite_room_state":[{"type":"m.room.name"}]}}]`
-	if out, ok := VetSharedState([]byte(invite)); !ok || string(out) != invite {
-		t.Fatalf("Dendrite's invite event with its stripped state: %s %v", out, ok)
+	invite := `[{"type":"m.room.member","state_key":"@i:x","content":{"membership":"invite"},"unsigned":{"invite_room_state":[{"type":"m.room.name"}]}}]`
+	if st, ok := VetSharedState([]byte(invite)); !ok || string(st.Body) != invite || len(st.Joined) != 0 {
+		t.Fatalf("Dendrite's invite event with its stripped state: %s %v %v", st.Body, st.Joined, ok)
 	}
 	if _, ok := VetSharedState([]byte("\x1f\x8b compressed")); ok {
 		t.Fatal("an undecodable answer was shared")
 	}
 	joined := `{"joined":{"@a:x":{"display_name":"transaction_id"}}}`
-	if out, ok := VetSharedState([]byte(joined)); !ok || string(out) != joined {
-		t.Fatalf("joined_members answer changed: %s %v", out, ok)
+	if st, ok := VetSharedState([]byte(joined)); !ok || string(st.Body) != joined || !st.Joined["@a:x"] || len(st.Joined) != 1 {
+		t.Fatalf("joined_members answer changed: %s %v %v", st.Body, st.Joined, ok)
+	}
+}
+
+// The redaction event in redacted_because is vetted like the event: the
+// moderator's device's transaction_id goes, anything unknown refuses.
+func TestVetSharedStateVetsTheRedaction(t *testing.T) {
+	redacted := func(unsigned string) []byte {
+		return []byte(`[{"type":"m.room.topic","state_key":"","content":{},"unsigned":{"redacted_because":` +
+			`{"type":"m.room.redaction","sender":"@mod:x","redacts":"$e","content":{},"unsigned":` + unsigned + `}}}]`)
+	}
+	st, ok := VetSharedState(redacted(`{"transaction_id":"mod-device-txn","membership":"join","age":3}`))
+	if out := string(st.Body); !ok || strings.Contains(out, "mod-device-txn") || strings.Contains(out, "membership") || !strings.Contains(out, `"age":3`) {
+		t.Fatalf("got %s %v", out, ok)
+	}
+	if _, ok := VetSharedState(redacted(`{"org.example.secret":1}`)); ok {
+		t.Fatal("an unknown field inside redacted_because was shared")
+	}
+	if _, ok := VetSharedState([]byte(`[{"type":"a","unsigned":{"redacted_because":"not an event"}}]`)); ok {
+		t.Fatal("a redacted_because that is not an event was shared")
+	}
+}
+
+// Joined lists exactly the members the state shows joined.
+func TestVetSharedStateJoined(t *testing.T) {
+	in := `[{"type":"m.room.member","state_key":"@a:x","content":{"membership":"join"}},` +
+		`{"type":"m.room.member","state_key":"@left:x","content":{"membership":"leave"}},` +
+		`{"type":"m.room.member","state_key":"@b:x","content":{"membership":"join"},"unsigned":{"membership":"join"}},` +
+		`{"type":"m.room.topic","state_key":"@c:x","content":{"membership":"join"}}]`
+	st, ok := VetSharedState([]byte(in))
+	if !ok || len(st.Joined) != 2 || !st.Joined["@a:x"] || !st.Joined["@b:x"] {
+		t.Fatalf("joined %v (ok %v)", st.Joined, ok)
 	}
 }
 
