@@ -71,14 +71,19 @@ func (s *leavingServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func newShareTestGate(t *testing.T) *Gate {
+// shareTestConfig is share_state with a herd at 3 users, without room
+// state's own coalescing (every shared answer is share_state's), and with
+// room for a held leader and the requests beside it.
+func shareTestConfig() Config {
 	cfg := DefaultConfig()
 	cfg.Classes[matrix.RoomState].ShareState = true
 	cfg.Classes[matrix.RoomState].Coalesce = 0
 	cfg.Classes[matrix.RoomState].MaxInflight = 8
 	cfg.Herd.MinUsers, cfg.Herd.Window = 3, time.Minute
-	return newTestGate(t, cfg, Options{})
+	return cfg
 }
+
+func newShareTestGate(t *testing.T) *Gate { return newTestGate(t, shareTestConfig(), Options{}) }
 
 // heldFlight runs lead while the upstream holds the state answer, then
 // other, and releases the answer once other waits on the flight (or, when

@@ -276,12 +276,7 @@ func TestShareStateProofWaitsBehindTheRestOfItsClass(t *testing.T) {
 // served a shared answer on the strength of its earlier proof: its request
 // goes to the homeserver, which refuses it.
 func TestShareStateForgetsLoggedOutTokens(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Classes[matrix.RoomState].ShareState = true
-	cfg.Classes[matrix.RoomState].Coalesce = 0
-	cfg.Classes[matrix.RoomState].MaxInflight = 8 // the held leader leaves the herd lane room
-	cfg.Herd.MinUsers, cfg.Herd.Window = 3, time.Minute
-	g := newTestGate(t, cfg, Options{})
+	g := newShareTestGate(t)
 	up := &fakeStateServer{hold: make(chan struct{})}
 	close(up.hold)
 	h := g.Middleware(up)
@@ -330,10 +325,7 @@ func TestShareStateForgetsLoggedOutTokens(t *testing.T) {
 // still goes upstream with its own token (and is refused there).
 func TestShareStateAsksAboutAnOutsiderOncePerWindow(t *testing.T) {
 	clock := testkit.NewClock(time.Unix(1000, 0))
-	cfg := DefaultConfig()
-	cfg.Classes[matrix.RoomState].ShareState = true
-	cfg.Classes[matrix.RoomState].Coalesce = 0
-	cfg.Herd.MinUsers, cfg.Herd.Window = 3, time.Minute
+	cfg := shareTestConfig()
 	g := newTestGate(t, cfg, Options{Now: clock.Now})
 	up := &fakeStateServer{hold: make(chan struct{})}
 	close(up.hold)
