@@ -184,8 +184,8 @@ func (g *Gate) serveSharedState(w http.ResponseWriter, r *http.Request, sf share
 
 // leadSharedState fetches the state with the leader's own token (its user
 // is user), buffering it; a shareable answer is cleaned, published to the
-// waiters and written to the leader. An answer that is not shareable is written to the leader as it
-// came (streaming once it outgrows the buffer).
+// waiters and written to the leader. An answer that is not shareable is
+// written to the leader as it came (streaming once it outgrows the buffer).
 func (g *Gate) leadSharedState(w http.ResponseWriter, r *http.Request, sf shareFlow, key herd.Key, f *stateFlight, user string) error {
 	// Whatever happens below (a panic included), the waiters are released;
 	// f.ok stays false unless the answer was fully vetted.
