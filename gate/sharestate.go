@@ -266,11 +266,9 @@ func (g *Gate) verifyJoined(r *http.Request, sf shareFlow, tok matrix.TokenID) (
 		user = userEntry{id: who.UserID, expires: now.Add(whoamiTTL)}
 		s.users.Add(uk, user)
 	}
-	var member struct {
-		Membership string `json:"membership"`
-	}
+	var member json.RawMessage
 	switch status := subrequest(r, sf, proof.MemberEventPath(user.id), &member); {
-	case status == http.StatusOK && member.Membership == "join":
+	case status == http.StatusOK && matrix.MembershipOf(member) == "join":
 		s.members.Add(mk, membership{until: now.Add(cfg.Herd.Window), joined: true})
 		return user.id, true
 	case status == http.StatusOK, status == http.StatusForbidden, status == http.StatusNotFound:

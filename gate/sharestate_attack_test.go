@@ -225,3 +225,73 @@ func TestShareStateProvesAQueryTokenOnce(t *testing.T) {
 		t.Errorf("5 herd requests with a query token cost %d whoamis, want 1", n)
 	}
 }
+
+// foldServer: member-0..4 joined; "outsider" left (or rejected an invite)
+// with PUT /state/m.room.member/@outsider:x and content
+// {"membership":"leave","memberſhip":"join"} (U+017F folds to 's' in Go's
+// case-insensitive struct matching). The homeserver (exact keys) sees leave:
+// it answers the outsider the state at its leave and the members the
+// current state, which holds the outsider's leave event.
+type foldServer struct{ hold atomic.Pointer[chan struct{}] }
+
+const craftedLeave = `{"membership":"leave","memberſhip":"join"}`
+
+func (s *foldServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tok := hsmodel.Synapse(r.Header, r.URL.RawQuery).Token
+	path := r.URL.EscapedPath()
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case tok == "":
+		w.WriteHeader(http.StatusUnauthorized)
+	case strings.HasSuffix(path, "/account/whoami"):
+		fmt.Fprintf(w, `{"user_id":"@%s:x"}`, tok)
+	case strings.Contains(path, "/state/m.room.member/"):
+		if tok == "outsider" {
+			fmt.Fprint(w, craftedLeave)
+		} else {
+			fmt.Fprint(w, `{"membership":"join"}`)
+		}
+	case strings.HasSuffix(path, "/state"):
+		if h := s.hold.Load(); h != nil && tok != "outsider" {
+			<-*h
+		}
+		var b strings.Builder
+		for i := range 5 {
+			fmt.Fprintf(&b, `,{"type":"m.room.member","state_key":"@member-%d:x","content":{"membership":"join"}}`, i)
+		}
+		topic := "secret-after-outsider-left"
+		if tok == "outsider" {
+			topic = "old" // the state at its leave
+		}
+		fmt.Fprintf(w, `[{"type":"m.room.topic","state_key":"","content":{"topic":%q}},`+
+			`{"type":"m.room.member","state_key":"@outsider:x","content":%s}%s]`, topic, craftedLeave, b.String())
+	default:
+		w.WriteHeader(http.StatusNotFound)
+	}
+}
+
+// A user who left with a member event whose content also holds a folded
+// "memberſhip":"join" is not joined to the gate either: neither its proof
+// nor the snapshot counts it, and it gets its own answer.
+func TestShareStateReadsMembershipByItsExactKey(t *testing.T) {
+	g := newShareTestGate(t)
+	up := &foldServer{}
+	h := g.Middleware(up)
+	signIn(h, "member-", 5)
+	serveReq(h, "GET", "/_matrix/client/v3/account/whoami", "outsider")
+	for i := range 10 {
+		serveReq(h, "GET", statePath, fmt.Sprint("member-", i%5))
+	}
+	if len(g.Status(g.now()).Herds) != 1 {
+		t.Fatal("no herd")
+	}
+	_, o := heldFlight(t, g, &up.hold,
+		func() *httptest.ResponseRecorder { return serveReq(h, "GET", statePath, "member-1") },
+		func() *httptest.ResponseRecorder { return serveReq(h, "GET", statePath, "outsider") })
+	var evs []struct{ Content struct{ Topic string } }
+	_ = json.Unmarshal(o.Body.Bytes(), &evs)
+	if len(evs) == 0 || evs[0].Content.Topic != "old" {
+		t.Errorf("ex-member served %q (coalesced %q): the current state after its leave",
+			evs[0].Content.Topic, o.Result().Header.Get(herd.CoalescedHeader))
+	}
+}

@@ -17,7 +17,9 @@ func ShareableStateQuery(rawQuery string) bool {
 		var pair string
 		pair, rawQuery, _ = strings.Cut(rawQuery, "&")
 		name, _, _ := strings.Cut(pair, "=")
-		if pair != "" && !IsCredentialParam(name) && name != "_cacheBuster" {
+		// A ';' is a separator to Synapse (Twisted): behind it could be a
+		// user_id, which this pair would hide.
+		if pair != "" && (strings.Contains(pair, ";") || !IsCredentialParam(name) && name != "_cacheBuster") {
 			return false
 		}
 	}
@@ -169,13 +171,22 @@ func vetUnsigned(ev map[string]json.RawMessage, depth int) (changed, ok bool) {
 // joined.
 func joinedMember(ev map[string]json.RawMessage) (string, bool) {
 	var typ, user string
-	var content struct {
-		Membership string `json:"membership"`
-	}
 	if json.Unmarshal(ev["type"], &typ) != nil || typ != "m.room.member" ||
 		json.Unmarshal(ev["state_key"], &user) != nil || user == "" ||
-		json.Unmarshal(ev["content"], &content) != nil || content.Membership != "join" {
+		MembershipOf(ev["content"]) != "join" {
 		return "", false
 	}
 	return user, true
+}
+
+// MembershipOf reads an m.room.member content's "membership" by its exact
+// key, as homeservers do (a struct tag would also match "Membership" or
+// "memberſhip", which Go folds case-insensitively).
+func MembershipOf(content []byte) string {
+	var c map[string]json.RawMessage
+	var m string
+	if json.Unmarshal(content, &c) != nil || json.Unmarshal(c["membership"], &m) != nil {
+		return ""
+	}
+	return m
 }

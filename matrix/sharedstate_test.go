@@ -90,3 +90,43 @@ func TestShareableStateQuery(t *testing.T) {
 		}
 	}
 }
+
+// Synapse splits a query at ';' too: a pair hiding a user_id or device_id
+// behind one is not shareable.
+func TestShareableStateQueryRefusesWhatASemicolonHides(t *testing.T) {
+	for _, q := range []string{
+		"_cacheBuster=1;user_id=%40alice%3Ax",
+		"_cacheBuster=1;org.matrix.msc3202.device_id=D",
+		"access_token=t;user_id=x",
+		"user%5Fid=x", "%75ser_id=x",
+	} {
+		if ShareableStateQuery(q) && !ParseCredential(nil, q).Ambiguous {
+			t.Errorf("%q is shareable", q)
+		}
+	}
+	for _, q := range []string{"", "_cacheBuster=1", "access_token=t&_cacheBuster=2"} {
+		if !ShareableStateQuery(q) {
+			t.Errorf("%q is not shareable", q)
+		}
+	}
+}
+
+// membership is read by its exact key, as homeservers read it: Go's struct
+// tags would also take "Membership" or "memberſhip" (U+017F folds to s).
+func TestMembershipOfReadsTheExactKey(t *testing.T) {
+	for content, want := range map[string]string{
+		`{"membership":"join"}`:                      "join",
+		`{"membership":"leave","memberſhip":"join"}`: "leave",
+		`{"membership":"leave","Membership":"join"}`: "leave",
+		`{"Membership":"join"}`:                      "",
+		`not json`:                                   "",
+	} {
+		if got := MembershipOf([]byte(content)); got != want {
+			t.Errorf("%s: %q, want %q", content, got, want)
+		}
+	}
+	st, ok := VetSharedState([]byte(`[{"type":"m.room.member","state_key":"@o:x","content":{"membership":"leave","memberſhip":"join"}}]`))
+	if !ok || st.Joined["@o:x"] {
+		t.Fatalf("a leave with a folded membership key counts as joined: %v %v", st.Joined, ok)
+	}
+}
