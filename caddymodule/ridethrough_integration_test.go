@@ -222,3 +222,95 @@ http://127.0.0.1:%d {
 		t.Fatalf("upstream peaked at %d in flight after the ramp, want about the cap %d (samples %v)", late, histCap, samples)
 	}
 }
+
+// cuttingUpstream answers its first request with the status line and
+// headers only, then closes the connection, as a homeserver stopped
+// mid-answer does; later requests are answered in full.
+type cuttingUpstream struct {
+	addr   string
+	head   string // the first answer's header fields
+	calls  atomic.Int64
+	bodies chan string
+}
+
+func newCuttingUpstream(t *testing.T, head string) *cuttingUpstream {
+	t.Helper()
+	u := &cuttingUpstream{head: head, bodies: make(chan string, 8)}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.addr = l.Addr().String()
+	srv := &http.Server{Handler: u, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return u
+}
+
+func (u *cuttingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n := u.calls.Add(1)
+	b, _ := io.ReadAll(r.Body)
+	u.bodies <- string(b)
+	if n == 1 {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + u.head + "\r\n")
+		buf.Flush()
+		time.Sleep(20 * time.Millisecond) // the headers arrive on their own
+		conn.Close()
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"event_id":"$e%d"}`, n)
+}
+
+// A homeserver that stops after sending a send's headers but before its
+// body, through a running Caddy with ride-through: the client gets the
+// retried send's full answer, not a 200 with a broken body (Caddy flushes
+// a chunked answer's headers at once) or a dropped connection — whether
+// the broken answer announced its length or was chunked.
+func TestCaddyRideThroughRetriesAnAnswerCutAfterItsHeaders(t *testing.T) {
+	for _, tc := range []struct{ name, head string }{
+		{"content-length", "Content-Length: 20\r\n"},
+		{"chunked", "Transfer-Encoding: chunked\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newCuttingUpstream(t, tc.head)
+			port, admin := freePort(t), freePort(t)
+			startCaddy(t, fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+}
+http://127.0.0.1:%d {
+	mxgate {
+		ride_through {
+			probe_interval 50ms
+		}
+	}
+	reverse_proxy %s
+}`, admin, port, up.addr))
+			url := fmt.Sprintf("http://127.0.0.1:%d/_matrix/client/v3/rooms/%%21r%%3Ax/send/m.room.message/txn1", port)
+			req, _ := http.NewRequest(http.MethodPut, url, strings.NewReader(`{"body":"hi"}`))
+			req.Header.Set("Authorization", "Bearer token-cut")
+			client := &http.Client{Timeout: 10 * time.Second}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK || string(body) != `{"event_id":"$e2"}` {
+				t.Fatalf("send answered %d %q (%v), want the retry's event ID", resp.StatusCode, body, err)
+			}
+			if got := up.calls.Load(); got != 2 {
+				t.Fatalf("the homeserver was sent the request %d times, want 2", got)
+			}
+			for range 2 {
+				if b := <-up.bodies; b != `{"body":"hi"}` {
+					t.Fatalf("the homeserver got %q", b)
+				}
+			}
+		})
+	}
+}

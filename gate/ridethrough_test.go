@@ -395,3 +395,85 @@ func TestAnsweredDownIsNotEndedByADial(t *testing.T) {
 		t.Fatal("a dial did not end a hold caused by refused connections")
 	}
 }
+
+// brokenOffUpstream is a Next whose first answer breaks off as Caddy's
+// reverse proxy does when the upstream's connection closes mid-answer (it
+// panics with http.ErrAbortHandler): after the headers and a flush, after
+// bodyBytes of the body. Later attempts answer in full.
+type brokenOffUpstream struct {
+	bodyBytes int
+	calls     atomic.Int64
+	bodies    []string
+}
+
+func (u *brokenOffUpstream) next(w http.ResponseWriter, r *http.Request) error {
+	n := u.calls.Add(1)
+	b, _ := io.ReadAll(r.Body)
+	u.bodies = append(u.bodies, string(b))
+	answer := `{"event_id":"$e` + fmt.Sprint(n) + `"}`
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Attempt", fmt.Sprint(n))
+	w.WriteHeader(http.StatusOK)
+	http.NewResponseController(w).Flush()
+	if n == 1 {
+		io.WriteString(w, answer[:u.bodyBytes])
+		panic(http.ErrAbortHandler)
+	}
+	io.WriteString(w, answer)
+	return nil
+}
+
+// serveRecovered is serveNext for a brokenOffUpstream, recovering the
+// panic that ends a request the gate cannot retry.
+func serveRecovered(g *Gate, up *brokenOffUpstream, method, path, body string) (rec *httptest.ResponseRecorder, panicked any) {
+	rec = httptest.NewRecorder()
+	defer func() { panicked = recover() }()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if err := g.ServeNext(rec, req, up.next); err != nil {
+		rec.WriteHeader(599)
+	}
+	return rec, nil
+}
+
+// An answer the upstream breaks off before its body began (a restart
+// cutting the connection after the headers) has sent the client nothing: a
+// request that may be sent twice is sent again and answered in full, with
+// none of the broken answer's headers. Once part of the body went out, or
+// for a request that may not be repeated, the break goes on to the server
+// (which drops the connection) and the upstream is asked once.
+func TestRideThroughRetriesAnAnswerBrokenOffBeforeItsBody(t *testing.T) {
+	cfg := rideThroughConfig()
+	g := newTestGate(t, cfg, Options{})
+
+	up := &brokenOffUpstream{}
+	rec, p := serveRecovered(g, up, "PUT", sendPath, `{"body":"hi"}`)
+	if p != nil || rec.Code != http.StatusOK || rec.Body.String() != `{"event_id":"$e2"}` {
+		t.Fatalf("retried send: panic %v, %d %q", p, rec.Code, rec.Body)
+	}
+	if got := rec.Header().Values("X-Attempt"); len(got) != 1 || got[0] != "2" {
+		t.Fatalf("X-Attempt %q: the broken answer's headers reached the client", got)
+	}
+	if !rec.Flushed {
+		t.Fatal("the retried answer's flush was lost")
+	}
+	if len(up.bodies) != 2 || up.bodies[1] != `{"body":"hi"}` {
+		t.Fatalf("bodies sent upstream %q, want the send twice", up.bodies)
+	}
+
+	for _, tc := range []struct {
+		name, method, path string
+		bodyBytes          int
+	}{
+		{"part of the body sent", "PUT", "/_matrix/client/v3/rooms/%21r%3Ax/send/m.room.message/t9", 3},
+		{"not repeatable", "POST", "/_matrix/client/v3/createRoom", 0},
+	} {
+		up := &brokenOffUpstream{bodyBytes: tc.bodyBytes}
+		_, p := serveRecovered(g, up, tc.method, tc.path, `{}`)
+		if p != http.ErrAbortHandler || up.calls.Load() != 1 {
+			t.Errorf("%s: panic %v after %d attempts, want http.ErrAbortHandler after 1", tc.name, p, up.calls.Load())
+		}
+	}
+	if st := g.Status(time.Now()).Global; st.Inflight != 0 {
+		t.Fatalf("%d slots still held after the broken answers", st.Inflight)
+	}
+}

@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"time"
 
@@ -192,7 +193,7 @@ func (f *flow) pass(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return f.refuseAdmission(err, rs)
 		}
-		a := f.serve(&t, w, r)
+		a := f.serve(&t, w, r, rs != nil)
 		retry, err := g.afterAttempt(rs, f.cfg, f.req.Class, r, a, g.now())
 		if !retry {
 			return err
@@ -245,12 +246,13 @@ func (f *flow) refuseAdmission(err error, rs *retryState) error {
 // what the attempt says about the upstream (its liveness and, for an
 // adaptive class, its round-trip time). The slot is given back even if next
 // panics (http.ErrAbortHandler is how a proxy aborts a response): a leaked
-// slot would shrink the class cap for good.
-func (f *flow) serve(t *limiter.Ticket, w http.ResponseWriter, r *http.Request) (a attempt) {
+// slot would shrink the class cap for good. A request that may be retried
+// has its answer held until the body begins (callNext).
+func (f *flow) serve(t *limiter.Ticket, w http.ResponseWriter, r *http.Request, retryable bool) (a attempt) {
 	g, class := f.g, f.req.Class
 	m := g.metrics.of(class)
 	g.count(class, OutcomeAdmitted)
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: w, hold: retryable}
 	if f.limits.Adaptive {
 		sw.clock = g.now // the sample is time to first byte (statuswriter.go)
 	}
@@ -268,7 +270,7 @@ func (f *flow) serve(t *limiter.Ticket, w http.ResponseWriter, r *http.Request) 
 		r = timer.start(r, d, f.body) // upstreamtimeout.go
 		sw.timer = timer
 	}
-	err := f.next(sw, r)
+	err := f.callNext(sw, r)
 	if timer != nil && timer.stop() && sw.status == 0 {
 		// Whatever next made of the cancellation, the upstream is slow,
 		// not down, and the client is answered 504.
@@ -292,6 +294,50 @@ func (f *flow) serve(t *limiter.Ticket, w http.ResponseWriter, r *http.Request) 
 		Sample: err == nil && sw.status < 500 && f.client.Err() == nil && g.sampleable()}
 	return a
 }
+
+// callNext sends r to next through sw and, for a held answer, passes the
+// status on once next is done. If the upstream breaks off a held answer
+// before its body began (Caddy's reverse proxy then panics with
+// http.ErrAbortHandler), the client has been sent nothing: the panic ends
+// here as errAnswerBrokenOff, with the header map as it was before, and
+// ride-through may send the request again. Any other panic, or one after
+// the body began, goes on to the server, which drops the connection.
+func (f *flow) callNext(sw *statusWriter, r *http.Request) (err error) {
+	if !sw.hold {
+		return f.next(sw, r)
+	}
+	before := sw.Header().Clone()
+	defer func() {
+		if !sw.hold {
+			return
+		}
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				panic(p)
+			}
+			h := sw.Header()
+			clear(h)
+			maps.Copy(h, before)
+			sw.status, sw.hold = 0, false
+			err = errAnswerBrokenOff
+		}
+	}()
+	err = f.next(sw, r)
+	sw.commit()
+	return err
+}
+
+// errAnswerBrokenOff is next's result for an answer the upstream broke off
+// before its body began: a failure of the upstream (502), which sent the
+// client nothing.
+var errAnswerBrokenOff error = answerBrokenOffError{}
+
+type answerBrokenOffError struct{}
+
+func (answerBrokenOffError) Error() string {
+	return "the upstream broke off its answer before the body"
+}
+func (answerBrokenOffError) StatusCode() int { return http.StatusBadGateway }
 
 // refuse refuses the flow's request (reject.go).
 func (f *flow) refuse(by refusal, outcome Outcome, reason string, spread retryRange) error {

@@ -14,9 +14,16 @@ import (
 // streaming answers) still works, and keeps its io.ReaderFrom fast path
 // (net/http's response sends files with sendfile) for handlers that copy
 // with io.Copy.
+//
+// With hold set, the final status is kept back (and a flush before the body
+// is put off) until the body's first byte or commit: an upstream that
+// breaks off its answer after the headers, as a restart may, has then sent
+// the client nothing, and the request can be sent again (serve.go).
 type statusWriter struct {
 	http.ResponseWriter
 	status   int
+	hold     bool             // the status is not passed on yet
+	flushed  bool             // a flush was put off while holding
 	clock    func() time.Time // nil: headerAt is not recorded
 	headerAt time.Time
 	// timer, if set (upstreamtimeout.go), is disarmed by the answer's first
@@ -31,6 +38,9 @@ func (s *statusWriter) WriteHeader(code int) {
 		s.status = code
 	}
 	s.markHeader()
+	if s.hold && code >= 200 {
+		return // passed on by commit
+	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
@@ -39,7 +49,25 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 		s.status = http.StatusOK
 	}
 	s.markHeader()
+	if s.hold && len(b) == 0 {
+		return 0, nil // not the body's first byte
+	}
+	s.commit()
 	return s.ResponseWriter.Write(b)
+}
+
+// commit passes a held status on, and the flush put off with it; without a
+// status (next wrote nothing yet) nothing is sent, so that the caller can
+// still answer.
+func (s *statusWriter) commit() {
+	if !s.hold || s.status < 200 {
+		return
+	}
+	s.hold = false
+	s.ResponseWriter.WriteHeader(s.status)
+	if s.flushed {
+		_ = http.NewResponseController(s.ResponseWriter).Flush()
+	}
 }
 
 func (s *statusWriter) markHeader() {
@@ -59,14 +87,20 @@ func (s *statusWriter) ReadFrom(src io.Reader) (int64, error) {
 		s.status = http.StatusOK
 	}
 	s.markHeader()
+	s.commit()
 	if rf, ok := s.ResponseWriter.(io.ReaderFrom); ok {
 		return rf.ReadFrom(src)
 	}
 	return io.Copy(struct{ io.Writer }{s.ResponseWriter}, src)
 }
 
-// Flush passes flushes through for long-poll and streamed answers.
+// Flush passes flushes through for long-poll and streamed answers; while
+// the status is held, it is put off until commit.
 func (s *statusWriter) Flush() {
+	if s.hold {
+		s.flushed = true
+		return
+	}
 	_ = http.NewResponseController(s.ResponseWriter).Flush()
 }
 
