@@ -46,8 +46,8 @@ func startAdminTestServer(t *testing.T) *adminTestServer {
 	t.Helper()
 	t.Setenv("XDG_DATA_HOME", t.TempDir()) // a fresh Caddy data dir per test; TestMain keeps all of them out of $HOME
 	s := &adminTestServer{
-		admin:     fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		site:      fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		admin:     fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t)),
+		site:      fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t)),
 		stateFile: filepath.Join(t.TempDir(), "toggles.json"),
 		upstream:  newCountingUpstream(t, nil),
 	}

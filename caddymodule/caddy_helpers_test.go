@@ -10,24 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/freeport"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
-
-// freePort returns a port for a Caddy site or admin address, which Caddy
-// binds again after the check (see package freeport).
-func freePort(t *testing.T) int {
-	t.Helper()
-	port, err := freeport.Port()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return port
-}
 
 // startCaddy adapts a Caddyfile and runs it in this process until the test
 // ends. Caddy is a process-wide singleton: tests using it must not be

@@ -64,7 +64,7 @@ func TestCaddyBrokenClientBodiesNeverBlameTheUpstream(t *testing.T) {
 	}))
 	defer up.Close()
 	upAddr := strings.TrimPrefix(up.URL, "http://")
-	port, admin := freePort(t), freePort(t)
+	port, admin := testkit.FreePort(t), testkit.FreePort(t)
 	startCaddy(t, fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 }

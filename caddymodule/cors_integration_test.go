@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/mxgate/mxgate/gate"
+	"github.com/mxgate/mxgate/internal/testkit"
 )
 
 // corsRequest sends method path to base with an Origin (and, for a
@@ -51,7 +52,7 @@ func checkCORS(t *testing.T, what string, h http.Header, origin string) {
 // its class is shed; the homeserver's own answers keep exactly its headers.
 func TestCaddyCORSOnOwnAnswersOnly(t *testing.T) {
 	up := newCountingUpstream(t, nil)
-	port, admin, dead := freePort(t), freePort(t), freePort(t)
+	port, admin, dead := testkit.FreePort(t), testkit.FreePort(t), testkit.FreePort(t)
 	startCaddy(t, fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 }

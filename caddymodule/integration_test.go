@@ -72,7 +72,7 @@ func get(ctx context.Context, url, token string) (*http.Response, []byte, error)
 // the upstream, and each answer is a 200 or the exact Matrix 429.
 func TestCaddyCapsRoomStateAt4(t *testing.T) {
 	up := newCountingUpstream(t, func(*http.Request) { time.Sleep(20 * time.Millisecond) })
-	port, admin := freePort(t), freePort(t)
+	port, admin := testkit.FreePort(t), testkit.FreePort(t)
 	startCaddy(t, fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 }
@@ -132,7 +132,7 @@ func TestCaddyQueueTimeoutAndDisconnect(t *testing.T) {
 			<-release
 		}
 	})
-	port, admin := freePort(t), freePort(t)
+	port, admin := testkit.FreePort(t), testkit.FreePort(t)
 	startCaddy(t, fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 }
@@ -204,7 +204,7 @@ func TestCaddyReceiptsHangDoNotBlockSendOrSync(t *testing.T) {
 			<-release
 		}
 	})
-	port, admin := freePort(t), freePort(t)
+	port, admin := testkit.FreePort(t), testkit.FreePort(t)
 	startCaddy(t, fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 }
@@ -293,7 +293,7 @@ func TestCaddyReloadKeepsInflightAndMetrics(t *testing.T) {
 			<-release
 		}
 	})
-	port, admin := freePort(t), freePort(t)
+	port, admin := testkit.FreePort(t), testkit.FreePort(t)
 	site := func(limit int) string {
 		return fmt.Sprintf(`{
 	admin 127.0.0.1:%d
@@ -360,7 +360,7 @@ http://127.0.0.1:%d {
 // A reload that Caddy rejects must leave the running gate as it was, even
 // though the new config's first mxgate handler was already provisioned.
 func TestCaddyRejectedReloadKeepsGateConfig(t *testing.T) {
-	port, admin := freePort(t), freePort(t)
+	port, admin := testkit.FreePort(t), testkit.FreePort(t)
 	config := func(handlers ...string) []byte {
 		routes := make([]string, len(handlers))
 		for i, h := range handlers {
@@ -405,7 +405,7 @@ func TestCaddyRejectedReloadKeepsGateConfig(t *testing.T) {
 // placeholders carry the reason and the retry delay.
 func TestCaddyHandleErrorsShapesRejections(t *testing.T) {
 	up := newCountingUpstream(t, nil)
-	port, admin := freePort(t), freePort(t)
+	port, admin := testkit.FreePort(t), testkit.FreePort(t)
 	startCaddy(t, fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 }

@@ -47,8 +47,8 @@ type floodResult struct {
 func TestConnsCapHoldsFDsUnderFlood(t *testing.T) {
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	upstream := newCountingUpstream(t, func(*http.Request) { time.Sleep(20 * time.Millisecond) })
-	site := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	site := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	admin := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	cfg := fmt.Appendf(nil, `{
 	"admin": {"listen": %q, "config": {"persist": false}},
 	"logging": {"logs": {"default": {"level": "ERROR"}}},
@@ -260,8 +260,8 @@ func TestConnsSlowHeadersFromOneAddressLeaveRoomForOthers(t *testing.T) {
 	const slowConns, others = 200, 20
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	upstream := newCountingUpstream(t, nil)
-	site := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	site := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	admin := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	loadJSON(t, fmt.Appendf(nil, `{
 	"admin": {"listen": %q, "config": {"persist": false}},
 	"logging": {"logs": {"default": {"level": "ERROR"}}},

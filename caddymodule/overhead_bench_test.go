@@ -10,10 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/freeport"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/mxgate/mxgate/internal/testkit"
 )
 
 // overheadBody is a profile answer's size class: the cheap endpoint the
@@ -34,7 +33,7 @@ const overheadBody = `{"displayname":"Benchmark User","avatar_url":"mxc://exampl
 func BenchmarkCaddyHandler(b *testing.B) {
 	b.Setenv("XDG_DATA_HOME", b.TempDir())
 	upstream := startOverheadUpstream(b)
-	ports := [2]int{benchFreePort(b), benchFreePort(b)}
+	ports := [2]int{testkit.FreePort(b), testkit.FreePort(b)}
 	cfg := fmt.Appendf(nil, `{
 	"admin": {"disabled": true, "config": {"persist": false}},
 	"logging": {"logs": {"default": {"level": "ERROR"}}},
@@ -100,13 +99,4 @@ func startOverheadUpstream(b *testing.B) string {
 	go func() { _ = srv.Serve(l) }()
 	b.Cleanup(func() { _ = srv.Close() })
 	return l.Addr().String()
-}
-
-func benchFreePort(b *testing.B) int {
-	b.Helper()
-	port, err := freeport.Port()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return port
 }

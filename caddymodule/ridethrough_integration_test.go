@@ -89,7 +89,7 @@ func TestCaddyRideThroughRestart(t *testing.T) {
 		t.Skip("3s outage")
 	}
 	up := newRestartableUpstream(t)
-	port, admin := freePort(t), freePort(t)
+	port, admin := testkit.FreePort(t), testkit.FreePort(t)
 	const histCap, slowStart = 16, 3 * time.Second
 	startCaddy(t, fmt.Sprintf(`{
 	admin 127.0.0.1:%d
@@ -278,7 +278,7 @@ func TestCaddyRideThroughRetriesAnAnswerCutAfterItsHeaders(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newCuttingUpstream(t, tc.head)
-			port, admin := freePort(t), freePort(t)
+			port, admin := testkit.FreePort(t), testkit.FreePort(t)
 			startCaddy(t, fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mxgate/mxgate/gate"
+	"github.com/mxgate/mxgate/internal/testkit"
 )
 
 // Through a running Caddy: a homeserver that accepts a request and never
@@ -32,7 +33,7 @@ func TestCaddyUpstreamTimeoutAnswers504(t *testing.T) {
 	}))
 	defer up.Close()
 	defer close(release) // before up.Close: the stuck handlers return
-	port := freePort(t)
+	port := testkit.FreePort(t)
 	startCaddy(t, fmt.Sprintf(`{
 	admin off
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mxgate/mxgate/gate"
+	"github.com/mxgate/mxgate/internal/testkit"
 )
 
 const rulesFile = "../../contrib/prometheus/mxgate.rules.yml"
@@ -150,7 +151,7 @@ scrape_configs:
     static_configs:
       - targets: [%q]
 `, admin))
-	web := freeAddr(t)
+	web := testkit.FreeLoopback(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, prom, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+web, "--log.level=warn")
@@ -271,7 +272,7 @@ func runGateway(t *testing.T, upstream string, res gatewayResilience) (site, adm
 	t.Helper()
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	site, admin = freeAddr(t), freeAddr(t)
+	site, admin = testkit.FreeLoopback(t), testkit.FreeLoopback(t)
 	cfg, err := gatewayConfigWith(upstream, site, admin, res)
 	if err != nil {
 		t.Fatal(err)

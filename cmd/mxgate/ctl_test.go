@@ -10,21 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/freeport"
-
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/mxgate/mxgate/caddymodule"
+	"github.com/mxgate/mxgate/internal/testkit"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	addr, err := freeport.Loopback()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
 
 // startGateway runs `mxgate gateway`'s config in this process in front of
 // a test homeserver and returns the client and admin addresses.
@@ -37,7 +27,7 @@ func startGateway(t *testing.T) (site, admin string) {
 		fmt.Fprint(w, `{}`)
 	}))
 	t.Cleanup(hs.Close)
-	site, admin = freeAddr(t), freeAddr(t)
+	site, admin = testkit.FreeLoopback(t), testkit.FreeLoopback(t)
 	cfg, err := gatewayConfig(hs.URL, site, admin)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +52,7 @@ func status(t *testing.T, site, method, path string) int {
 }
 
 func TestCtlAgainstStoppedGatewaySaysSo(t *testing.T) {
-	addr := freeAddr(t) // nothing listens here
+	addr := testkit.FreeLoopback(t) // nothing listens here
 	for name, err := range map[string]error{
 		"status":  runStatus(new(bytes.Buffer), addr, "", false, 0),
 		"shed":    runShed(new(bytes.Buffer), addr, caddymodule.ShedRequest{Class: "search"}),
@@ -75,7 +65,7 @@ func TestCtlAgainstStoppedGatewaySaysSo(t *testing.T) {
 }
 
 func TestCtlArgumentErrors(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testkit.FreeLoopback(t)
 	if err := runShed(new(bytes.Buffer), addr, caddymodule.ShedRequest{}); err == nil || !strings.Contains(err.Error(), "name a class") {
 		t.Errorf("shed without class: %v", err)
 	}

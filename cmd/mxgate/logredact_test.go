@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/mxgate/mxgate/internal/testkit"
 )
 
 // tokenMark is inside every token this test sends: no log line, metric or
@@ -29,10 +30,10 @@ func TestGatewayNeverLogsTokens(t *testing.T) {
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	logFile := filepath.Join(t.TempDir(), "caddy.log")
 
-	refused := freeAddr(t) // nothing listens there
+	refused := testkit.FreeLoopback(t) // nothing listens there
 	live := newLiveUpstream(t)
 	for _, upstream := range []string{"http://" + refused, live} {
-		site, admin := freeAddr(t), freeAddr(t)
+		site, admin := testkit.FreeLoopback(t), testkit.FreeLoopback(t)
 		raw, err := gatewayConfigWith(upstream, site, admin, gatewayResilience{})
 		if err != nil {
 			t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mxgate/mxgate/fleet/redistest"
+	"github.com/mxgate/mxgate/internal/testkit"
 )
 
 const caddyfileTemplate = `{
@@ -64,7 +65,7 @@ func startFleet(t *testing.T) *fleetEnv {
 	e := &fleetEnv{redis: srv, up: up, dir: dir}
 	for i := range 3 {
 		name := fmt.Sprintf("gw%d", i)
-		listen, admin := freeAddr(t), freeAddr(t)
+		listen, admin := testkit.FreeLoopback(t), testkit.FreeLoopback(t)
 		cf := strings.NewReplacer("{ADMIN}", admin, "{LISTEN}", listen, "{REDIS}", srv.URL(), "{NAME}", name,
 			"{UPSTREAM}", strings.TrimPrefix(hs.URL, "http://")).Replace(caddyfileTemplate)
 		e.gws = append(e.gws, startGateway(t, bin, dir, name, listen, admin, cf, env))

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxgate/mxgate/internal/freeport"
-
 	"github.com/mxgate/mxgate/caddymodule"
 )
 
@@ -59,15 +57,6 @@ func mxgateBinary(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	addr, err := freeport.Loopback()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // gateway is one mxgate process.

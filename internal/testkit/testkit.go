@@ -1,13 +1,17 @@
 // Package testkit holds the helpers mxgate's tests share: a bounded
-// Eventually, a goroutine-leak check and a settable clock. Every wait here
+// Eventually, a goroutine-leak check, a settable clock and free ports. Every wait here
 // is bounded; none of it measures speed.
 package testkit
 
 import (
+	"net"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mxgate/mxgate/internal/freeport"
 )
 
 // WaitBound is how long Eventually and the leak check wait before failing:
@@ -74,4 +78,21 @@ func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
+}
+
+// FreePort returns a port for a server the test starts by address (see
+// package freeport), failing t if none is free.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	port, err := freeport.Port()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// FreeLoopback is FreePort as "127.0.0.1:PORT".
+func FreeLoopback(t testing.TB) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 }
