@@ -39,15 +39,16 @@ func newDetector(h HerdConfig) *herd.Detector {
 
 // observeHerd records the request in the herd detector and returns the lane
 // it queues in: herd requests wait behind the rest of their class. Only a
-// token the homeserver has accepted counts as a user (made-up tokens cannot
-// declare a herd); every request still learns whether its room has one.
-func (g *Gate) observeHerd(cfg *Config, req *matrix.Request, now time.Time) limiter.Lane {
+// token the homeserver at host has accepted counts as a user (made-up
+// tokens cannot declare a herd); every request still learns whether its
+// room has one.
+func (g *Gate) observeHerd(cfg *Config, req *matrix.Request, host string, now time.Time) limiter.Lane {
 	route := req.Route
 	if cfg.Herd.MinUsers <= 0 || route.Room == "" {
 		return limiter.LaneNormal
 	}
 	var user matrix.TokenID
-	if g.accepted.has(req.Credential.ID) {
+	if g.accepted.has(req.Credential.ID, host) {
 		user = req.Credential.ID
 	}
 	d := g.detector.Load()

@@ -100,7 +100,8 @@ func signIn(h http.Handler, prefix string, n int) {
 }
 
 // Made-up tokens the homeserver refuses never count as users: 60 of them on
-// one room are no herd, while 50 accepted tokens are.
+// one room are no herd, nor are 50 tokens accepted by the homeserver of
+// another Host, while 50 tokens this one accepted are.
 func TestHerdCountsOnlyAcceptedTokens(t *testing.T) {
 	now := time.Unix(5000, 0)
 	cfg := DefaultConfig()
@@ -126,6 +127,13 @@ func TestHerdCountsOnlyAcceptedTokens(t *testing.T) {
 	}
 	if hs := g.Status(now).Herds; len(hs) != 0 {
 		t.Fatalf("made-up tokens declared a herd: %+v", hs)
+	}
+	for i := range 50 {
+		serveReq(h, "GET", "http://other.example/_matrix/client/v3/account/whoami", fmt.Sprint("real-elsewhere-", i))
+		serveReq(h, "GET", members, fmt.Sprint("real-elsewhere-", i))
+	}
+	if hs := g.Status(now).Herds; len(hs) != 0 {
+		t.Fatalf("tokens another Host accepted declared a herd: %+v", hs)
 	}
 	signIn(h, "real-", 50)
 	for i := range 50 {

@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"hash/maphash"
 	"net/http"
 	"sync"
 
@@ -14,7 +15,9 @@ const acceptedTokensMax = 100_000
 // acceptedTokens are the tokens the homeserver has answered with a 2xx:
 // the only identities herd detection counts and share_state verifies, so
 // made-up tokens can neither declare a herd nor cost the homeserver a
-// whoami. Only hashed IDs are held.
+// whoami. Only hashed IDs are held. A token counts as accepted on the Host
+// it was accepted on: one gateway may front several homeservers, and a
+// token one of them accepted proves nothing to another.
 //
 // The IDs are kept in two generations of at most acceptedTokensMax/2 each:
 // a recorded ID goes to the current one; when it is full it becomes the
@@ -24,36 +27,39 @@ const acceptedTokensMax = 100_000
 // garbage collector never walks them, where a linked LRU list of 100,000
 // tokens is 100,000 objects for every GC cycle to mark.
 type acceptedTokens struct {
+	seed      maphash.Seed // for the Host's hash; random per process
 	mu        sync.RWMutex
-	cur, prev map[matrix.TokenID]struct{}
+	cur, prev map[matrix.TokenID]uint64 // token → its Host's hash
 }
 
 func newAcceptedTokens() *acceptedTokens {
-	return &acceptedTokens{cur: make(map[matrix.TokenID]struct{})}
+	return &acceptedTokens{seed: maphash.MakeSeed(), cur: make(map[matrix.TokenID]uint64)}
 }
 
-// record notes that the homeserver accepted id (zero: no token, ignored).
-// The read-locked lookup first keeps the common case, a token already
-// known, off the write lock.
-func (a *acceptedTokens) record(id matrix.TokenID) {
+// record notes that the homeserver at host accepted id (zero: no token,
+// ignored). A token accepted on another Host since counts there only. The
+// read-locked lookup first keeps the common case, a token already known,
+// off the write lock.
+func (a *acceptedTokens) record(id matrix.TokenID, host string) {
 	if id == 0 {
 		return
 	}
+	h := maphash.String(a.seed, host)
 	a.mu.RLock()
-	_, known := a.cur[id]
+	got, known := a.cur[id]
 	a.mu.RUnlock()
-	if known {
+	if known && got == h {
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.cur) >= acceptedTokensMax/2 {
-		a.prev, a.cur = a.cur, make(map[matrix.TokenID]struct{}, acceptedTokensMax/2)
+	if _, ok := a.cur[id]; !ok && len(a.cur) >= acceptedTokensMax/2 {
+		a.prev, a.cur = a.cur, make(map[matrix.TokenID]uint64, acceptedTokensMax/2)
 	}
-	a.cur[id] = struct{}{}
+	a.cur[id] = h
 }
 
-// forget drops id until its next 2xx.
+// forget drops id, on every Host, until its next 2xx.
 func (a *acceptedTokens) forget(id matrix.TokenID) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -61,16 +67,19 @@ func (a *acceptedTokens) forget(id matrix.TokenID) {
 	delete(a.prev, id)
 }
 
-// has reports whether id was accepted (zero never is).
-func (a *acceptedTokens) has(id matrix.TokenID) bool {
+// has reports whether id was last accepted on host (zero never is).
+func (a *acceptedTokens) has(id matrix.TokenID, host string) bool {
 	if id == 0 {
 		return false
 	}
+	h := maphash.String(a.seed, host)
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	_, inCur := a.cur[id]
-	_, inPrev := a.prev[id]
-	return inCur || inPrev
+	if got, ok := a.cur[id]; ok {
+		return got == h
+	}
+	got, ok := a.prev[id]
+	return ok && got == h
 }
 
 // noteTokenVerdict keeps the accepted set in step with what the homeserver
@@ -78,13 +87,13 @@ func (a *acceptedTokens) has(id matrix.TokenID) bool {
 // or logged-out token, or an interactive-auth step) and a successful logout
 // forget it, so that share_state stops serving it a shared answer without
 // asking the homeserver.
-func (g *Gate) noteTokenVerdict(method string, req *matrix.Request, status int) {
+func (g *Gate) noteTokenVerdict(r *http.Request, req *matrix.Request, status int) {
 	id := req.Credential.ID
 	switch {
 	case id == 0:
-	case status == http.StatusUnauthorized, status/100 == 2 && req.EndsSession(method):
+	case status == http.StatusUnauthorized, status/100 == 2 && req.EndsSession(r.Method):
 		g.accepted.forget(id)
 	case status/100 == 2 && req.ProvesToken():
-		g.accepted.record(id)
+		g.accepted.record(id, r.Host)
 	}
 }

@@ -8,35 +8,56 @@ import (
 )
 
 func TestAcceptedTokensForgetTheLeastRecentlySeenGeneration(t *testing.T) {
+	const host = "hs.example"
 	a := newAcceptedTokens()
-	if a.has(0) {
+	if a.has(0, host) {
 		t.Fatal("the zero ID (no token) counts as accepted")
 	}
-	a.record(0)
+	a.record(0, host)
 	if n := len(a.cur) + len(a.prev); n != 0 {
 		t.Fatalf("recording no token holds %d IDs", n)
 	}
 
 	const gen = acceptedTokensMax / 2
 	kept, forgotten := matrix.TokenIDOf("kept"), matrix.TokenIDOf("forgotten")
-	a.record(kept)
-	a.record(forgotten)
+	a.record(kept, host)
+	a.record(forgotten, host)
 	for i := range 3 * gen {
-		a.record(matrix.TokenIDOf("token-" + strconv.Itoa(i)))
+		a.record(matrix.TokenIDOf("token-"+strconv.Itoa(i)), host)
 		if i%(gen/4) == 0 {
-			a.record(kept) // seen again in every generation
+			a.record(kept, host) // seen again in every generation
 		}
 		if n := len(a.cur) + len(a.prev); n > acceptedTokensMax {
 			t.Fatalf("after %d tokens the set holds %d IDs, over its bound of %d", i+3, n, acceptedTokensMax)
 		}
 	}
-	if !a.has(kept) {
+	if !a.has(kept, host) {
 		t.Error("a token seen in every generation was forgotten")
 	}
-	if a.has(forgotten) {
+	if a.has(forgotten, host) {
 		t.Error("a token not seen for three generations is still held")
 	}
 	if n := len(a.cur) + len(a.prev); n < gen {
 		t.Errorf("the set holds only %d IDs; a full generation is %d", n, gen)
+	}
+}
+
+// A token is accepted on the Host that accepted it: not on another, and
+// once accepted elsewhere, no longer on the first; forgetting it (a 401 or
+// a logout anywhere) drops it everywhere.
+func TestAcceptedTokensArePerHost(t *testing.T) {
+	a := newAcceptedTokens()
+	id := matrix.TokenIDOf("tok")
+	a.record(id, "a.example")
+	if !a.has(id, "a.example") || a.has(id, "b.example") {
+		t.Fatal("accepted on a.example: want it counted there only")
+	}
+	a.record(id, "b.example")
+	if a.has(id, "a.example") || !a.has(id, "b.example") {
+		t.Fatal("accepted on b.example since: want it counted there only")
+	}
+	a.forget(id)
+	if a.has(id, "b.example") {
+		t.Fatal("a forgotten token is still accepted")
 	}
 }

@@ -93,7 +93,7 @@ func (g *Gate) ServeNext(w http.ResponseWriter, r *http.Request, next Next) erro
 
 	// 5. Herd detection per (class, room), counting only tokens the
 	// homeserver has accepted; a herd's requests queue in the herd lane.
-	f.lane = g.observeHerd(cfg, &f.req, f.start)
+	f.lane = g.observeHerd(cfg, &f.req, r.Host, f.start)
 	if cfg.Classes[class].Shadow {
 		f.lane = limiter.LaneNormal // shadow mode: herds are detected, not acted on
 	}
@@ -281,7 +281,7 @@ func (f *flow) serve(t *limiter.Ticket, w http.ResponseWriter, r *http.Request, 
 	m.upstreamDuration.Observe(end.Sub(t.Granted).Seconds())
 	m.responses[codeClass(a.status())].Inc()
 	g.upstream.record(a, end)
-	g.noteTokenVerdict(r.Method, &f.req, sw.status) // herds count only accepted tokens (identity.go)
+	g.noteTokenVerdict(r, &f.req, sw.status) // herds count only accepted tokens (identity.go)
 	// A restart's refused connections and 502/503s are ride-through's to
 	// handle: counted as failures, they would shed the very requests
 	// ride-through holds for the upstream's return.

@@ -130,7 +130,7 @@ type shareFlow struct {
 func (g *Gate) serveSharedState(w http.ResponseWriter, r *http.Request, sf shareFlow) (bool, error) {
 	cfg, req := sf.cfg, sf.req
 	cred := req.Credential
-	if cred.ID == 0 || !g.accepted.has(cred.ID) || !matrix.ShareableStateQuery(r.URL.RawQuery) {
+	if cred.ID == 0 || !g.accepted.has(cred.ID, r.Host) || !matrix.ShareableStateQuery(r.URL.RawQuery) {
 		return false, nil
 	}
 	// The flight is keyed like a shared coalescing key: everything but the
