@@ -34,6 +34,10 @@ type attempt struct {
 	// clientFault: the request failed because of its client — its body
 	// could not be read, or it went away — not because of the upstream.
 	clientFault bool
+	// brokenOff: the upstream broke off its answer after the status, before
+	// the body (errAnswerBrokenOff). It answered, so its liveness is not in
+	// question; the request may be sent again a few times (retry.go).
+	brokenOff bool
 }
 
 // newAttempt classifies next's result for a request whose body (nil if it
@@ -42,6 +46,7 @@ func newAttempt(written int, err error, body *clientBody, client context.Context
 	a := attempt{written: written, err: err}
 	if err != nil && written == 0 {
 		a.clientFault = body.failed() || client.Err() != nil || statusOf(err) == StatusClientClosed
+		a.brokenOff = !a.clientFault && err == errAnswerBrokenOff
 	}
 	return a
 }
@@ -78,7 +83,7 @@ func (a attempt) evidence() limiter.Evidence {
 			return limiter.EvidenceNone
 		}
 		return limiter.EvidenceAnswered
-	case a.err == nil, a.clientFault:
+	case a.err == nil, a.clientFault, a.brokenOff:
 		return limiter.EvidenceNone
 	case errors.Is(a.err, syscall.ECONNREFUSED) || errors.Is(a.err, ErrUpstreamUnreachable):
 		return limiter.EvidenceRefused

@@ -22,7 +22,16 @@ type retryState struct {
 	cancel   context.CancelFunc
 	interval time.Duration // spaces retries while the upstream is not marked down
 	retries  int
+	// brokenOff counts the retries of answers the upstream broke off
+	// before their body (maxBrokenOffRetries).
+	brokenOff int
 }
+
+// maxBrokenOffRetries bounds how often a request whose answer the upstream
+// broke off is sent again: a restart cuts one answer, while an answer the
+// homeserver breaks off every time (a worker killed by this very request)
+// must not be asked for until the class deadline.
+const maxBrokenOffRetries = 2
 
 // prepareRetry returns the retry state of a request that may be retried
 // (nil for one that may not, or if ride-through is off). While the upstream
@@ -82,6 +91,10 @@ func (g *Gate) afterAttempt(rs *retryState, cfg *Config, class matrix.Class, r *
 		return false, a.err // answered: the client has it
 	}
 	switch ev := a.evidence(); {
+	case a.brokenOff && (rs == nil || rs.brokenOff >= maxBrokenOffRetries):
+		return false, a.err
+	case a.brokenOff:
+		rs.brokenOff++
 	case ev != limiter.EvidenceFailed && ev != limiter.EvidenceRefused:
 		return false, a.err // not the upstream's fault
 	case rs == nil && ev == limiter.EvidenceRefused:

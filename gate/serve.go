@@ -196,6 +196,12 @@ func (f *flow) pass(w http.ResponseWriter, r *http.Request) error {
 		a := f.serve(&t, w, r, rs != nil)
 		retry, err := g.afterAttempt(rs, f.cfg, f.req.Class, r, a, g.now())
 		if !retry {
+			if err == errAnswerBrokenOff {
+				// Not sent again: the break goes on as Caddy's reverse
+				// proxy raised it (the connection is dropped, a
+				// coalescing leader's waiters fetch for themselves).
+				panic(http.ErrAbortHandler)
+			}
 			return err
 		}
 		start = g.now()
@@ -297,18 +303,20 @@ func (f *flow) serve(t *limiter.Ticket, w http.ResponseWriter, r *http.Request, 
 
 // callNext sends r to next through sw and, for a held answer, passes the
 // status on once next is done. If the upstream breaks off a held answer
-// before its body began (Caddy's reverse proxy then panics with
-// http.ErrAbortHandler), the client has been sent nothing: the panic ends
-// here as errAnswerBrokenOff, with the header map as it was before, and
-// ride-through may send the request again. Any other panic, or one after
-// the body began, goes on to the server, which drops the connection.
+// after its status but before its body began (Caddy's reverse proxy then
+// panics with http.ErrAbortHandler), the client has been sent nothing: the
+// panic ends here as errAnswerBrokenOff, with the header map as it was
+// before, and ride-through may send the request again (pass panics again
+// if it does not). Any other panic, an abort before any status (Caddy's
+// abort handler), or one after the body began goes on to the server, which
+// drops the connection.
 func (f *flow) callNext(sw *statusWriter, r *http.Request) (err error) {
 	if !sw.hold {
 		return f.next(sw, r)
 	}
 	before := sw.Header().Clone()
 	defer func() {
-		if !sw.hold {
+		if !sw.hold || sw.status < 200 {
 			return
 		}
 		if p := recover(); p != nil {
@@ -328,8 +336,8 @@ func (f *flow) callNext(sw *statusWriter, r *http.Request) (err error) {
 }
 
 // errAnswerBrokenOff is next's result for an answer the upstream broke off
-// before its body began: a failure of the upstream (502), which sent the
-// client nothing.
+// before its body began: an upstream error (502) that sent the client
+// nothing (failure.go).
 var errAnswerBrokenOff error = answerBrokenOffError{}
 
 type answerBrokenOffError struct{}

@@ -45,7 +45,7 @@ func (s *statusWriter) WriteHeader(code int) {
 }
 
 func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
+	if s.status < 200 { // none yet, or only informational: net/http sends 200
 		s.status = http.StatusOK
 	}
 	s.markHeader()
@@ -83,7 +83,7 @@ func (s *statusWriter) markHeader() {
 // ReadFrom copies src to the wrapped writer, through its own ReadFrom if it
 // has one.
 func (s *statusWriter) ReadFrom(src io.Reader) (int64, error) {
-	if s.status == 0 {
+	if s.status < 200 {
 		s.status = http.StatusOK
 	}
 	s.markHeader()
