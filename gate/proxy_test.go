@@ -1,12 +1,15 @@
 package gate
 
 import (
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -70,5 +73,35 @@ func TestProxyRidesThroughRestart(t *testing.T) {
 		if c != http.StatusOK {
 			t.Fatalf("request %d got %d during the restart", i, c)
 		}
+	}
+}
+
+// Through Proxy, a GET whose connection the homeserver closes before
+// answering (a restart catching a long-poll) is a failed round trip, as
+// behind Caddy: ride-through sends it again, and the client gets the answer.
+func TestProxyRetriesARoundTripTheUpstreamClosed(t *testing.T) {
+	var calls atomic.Int64
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+			return
+		}
+		w.Write([]byte(`{"next_batch":"s2"}`))
+	}))
+	defer hs.Close()
+	cfg := DefaultConfig()
+	cfg.RideThrough = DefaultRideThrough()
+	cfg.RideThrough.Enabled = true
+	cfg.RideThrough.ProbeInterval = 20 * time.Millisecond
+	g := newTestGate(t, cfg, Options{})
+	target, _ := url.Parse(hs.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	rec := serveReq(g.Proxy(rp), "GET", "/_matrix/client/v3/sync?timeout=0", "tok")
+	if rec.Code != http.StatusOK || rec.Body.String() != `{"next_batch":"s2"}` || calls.Load() != 2 {
+		t.Fatalf("got %d %q after %d round trips, want the second one's answer", rec.Code, rec.Body, calls.Load())
 	}
 }
