@@ -60,8 +60,13 @@ func (g *Gate) SetCORSHeaders(h http.Header) {
 }
 
 // writeUpstreamFailed answers a request whose upstream round trip failed
-// with nothing written: mxgate's own 502, with CORS headers.
-func (g *Gate) writeUpstreamFailed(w http.ResponseWriter) {
+// with nothing written: mxgate's own 502, or 504 if status says the
+// upstream timed out, with CORS headers.
+func (g *Gate) writeUpstreamFailed(w http.ResponseWriter, status int) {
 	g.SetCORSHeaders(w.Header())
+	if status == http.StatusGatewayTimeout {
+		http.Error(w, "upstream timed out", status)
+		return
+	}
 	http.Error(w, "upstream failed", http.StatusBadGateway)
 }

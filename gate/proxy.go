@@ -12,12 +12,17 @@ import (
 // is Middleware(rp) with one difference: a failed upstream round trip is
 // returned to the gate instead of being answered with a 502 on the spot, so
 // that ride-through can hold and retry the request while the homeserver
-// restarts. Proxy takes over rp.ErrorHandler; a request that finally fails
-// is answered with 502.
+// restarts. Proxy takes over rp.ErrorHandler and wraps rp.Transport; a
+// request that finally fails is answered with 502 (504 for a timeout).
 func (g *Gate) Proxy(rp *httputil.ReverseProxy) http.Handler {
+	rt := rp.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	rp.Transport = classifyingTransport{rt}
 	rp.ErrorHandler = func(_ http.ResponseWriter, r *http.Request, err error) {
 		if slot, ok := r.Context().Value(proxyErrKey{}).(*error); ok {
-			*slot = roundTripError(err)
+			*slot = err
 		}
 	}
 	next := func(w http.ResponseWriter, r *http.Request) error {
@@ -32,7 +37,7 @@ func (g *Gate) Proxy(rp *httputil.ReverseProxy) http.Handler {
 		case errors.As(err, &rej):
 			rej.Write(w)
 		case err != nil && r.Context().Err() == nil:
-			g.writeUpstreamFailed(w)
+			g.writeUpstreamFailed(w, statusOf(err))
 		}
 	})
 }
@@ -41,28 +46,52 @@ func (g *Gate) Proxy(rp *httputil.ReverseProxy) http.Handler {
 // back to Proxy's next.
 type proxyErrKey struct{}
 
-// proxyError is a failed round trip with the status Caddy's reverse proxy
-// gives it, so that the gate judges the upstream alike behind either: the
-// failure model (failure.go) reads the status.
-type proxyError struct {
-	status int
-	err    error
+// classifyingTransport gives the errors of its round trips the status
+// Caddy's reverse proxy gives them, so that the gate judges the upstream
+// alike behind either (failure.go reads the status). Errors the reverse
+// proxy raises itself before any round trip (a client's malformed Upgrade
+// header) pass it by and carry none: they are not the upstream's.
+type classifyingTransport struct{ http.RoundTripper }
+
+func (t classifyingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := t.RoundTripper.RoundTrip(r)
+	if err != nil {
+		return nil, classifyRoundTrip(err)
+	}
+	return res, nil
 }
 
-func (e proxyError) Error() string   { return e.err.Error() }
-func (e proxyError) Unwrap() error   { return e.err }
-func (e proxyError) StatusCode() int { return e.status }
+// roundTripError is a failed round trip with its status; unreachable also
+// makes it ErrUpstreamUnreachable (the dial failed: nothing was sent).
+type roundTripError struct {
+	status      int
+	err         error
+	unreachable bool
+}
 
-// roundTripError classifies err as Caddy's reverse proxy does: a timeout is
-// 504, a request its client cancelled 499, anything else (a reset, a
-// connection closed before the answer) 502.
-func roundTripError(err error) error {
+func (e roundTripError) Error() string   { return e.err.Error() }
+func (e roundTripError) StatusCode() int { return e.status }
+func (e roundTripError) Unwrap() []error {
+	if e.unreachable {
+		return []error{e.err, ErrUpstreamUnreachable}
+	}
+	return []error{e.err}
+}
+
+// classifyRoundTrip classifies err as Caddy's reverse proxy does: a request
+// its client cancelled is 499, a failed dial 502 and unreachable (Caddy's
+// DialError, whatever the cause, a dial timeout included), another timeout
+// 504, anything else (a reset, a connection closed before the answer) 502.
+func classifyRoundTrip(err error) error {
+	var op *net.OpError
 	var ne net.Error
 	switch {
 	case errors.Is(err, context.Canceled):
-		return proxyError{StatusClientClosed, err}
+		return roundTripError{status: StatusClientClosed, err: err}
+	case errors.As(err, &op) && op.Op == "dial":
+		return roundTripError{status: http.StatusBadGateway, err: err, unreachable: true}
 	case errors.As(err, &ne) && ne.Timeout():
-		return proxyError{http.StatusGatewayTimeout, err}
+		return roundTripError{status: http.StatusGatewayTimeout, err: err}
 	}
-	return proxyError{http.StatusBadGateway, err}
+	return roundTripError{status: http.StatusBadGateway, err: err}
 }

@@ -133,13 +133,17 @@ func (q *Request) EndsSession(method string) bool {
 // every endpoint requires authentication (sync, room state and history,
 // sends and membership, keys, receipts, typing and presence). Discovery,
 // login and registration, legacy media, room directories and profiles may
-// answer anyone, whatever token the request carries.
+// answer anyone, whatever token the request carries. The whoami path must
+// be exact: the rest of its class may answer anyone, and Synapse's routes
+// match a prefix (its auth fallback page, which asks for no token, answers
+// .../auth/m.login.recaptcha/fallback/web/account/whoami).
 func (q *Request) ProvesToken() bool {
 	switch q.Class {
 	case Sync, SyncInitial, RoomState, History, Send, Keys, Receipts, Ephemeral:
 		return true
 	case Auth:
-		return strings.HasSuffix(q.RawPath, "/account/whoami")
+		family, rest, ok := splitPrefix(q.RawPath)
+		return ok && family == clientAPI && rest == "account/whoami"
 	}
 	return false
 }

@@ -88,6 +88,11 @@ func TestProvesToken(t *testing.T) {
 		"/_matrix/client/v3/publicRooms":                       false,
 		"/_matrix/client/v3/profile/%40u%3Ax":                  false,
 		"/_matrix/client/v3/register/available?username=alice": false,
+		"/_matrix/client/r0/account/whoami":                    true,
+		// Synapse's auth fallback page answers 200 to anyone here.
+		"/_matrix/client/v3/auth/m.login.recaptcha/fallback/web/account/whoami": false,
+		"/_matrix/client/v3/account/whoami/":                                    false,
+		"/_matrix/client/v3/account%2Fwhoami":                                   false,
 	} {
 		r := httptest.NewRequest(http.MethodGet, target, nil)
 		if q := ParseRequest(r); q.ProvesToken() != want {
