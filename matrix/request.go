@@ -134,9 +134,11 @@ func (q *Request) EndsSession(method string) bool {
 // sends and membership, keys, receipts, typing and presence). Discovery,
 // login and registration, legacy media, room directories and profiles may
 // answer anyone, whatever token the request carries. The whoami path must
-// be exact: the rest of its class may answer anyone, and Synapse's routes
-// match a prefix (its auth fallback page, which asks for no token, answers
-// .../auth/m.login.recaptcha/fallback/web/account/whoami).
+// be exact: the rest of its class may answer anyone (the auth fallback
+// pages, .../auth/{stage}/fallback/web, ask for no token), and a suffix
+// would leave it to the homeserver's router whether a longer path is one
+// of those (Synapse 1.160 and Dendrite answer 404 at
+// .../fallback/web/account/whoami).
 func (q *Request) ProvesToken() bool {
 	switch q.Class {
 	case Sync, SyncInitial, RoomState, History, Send, Keys, Receipts, Ephemeral:

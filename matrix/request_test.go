@@ -89,7 +89,7 @@ func TestProvesToken(t *testing.T) {
 		"/_matrix/client/v3/profile/%40u%3Ax":                  false,
 		"/_matrix/client/v3/register/available?username=alice": false,
 		"/_matrix/client/r0/account/whoami":                    true,
-		// Synapse's auth fallback page answers 200 to anyone here.
+		// The auth fallback pages answer anyone; this path is not whoami.
 		"/_matrix/client/v3/auth/m.login.recaptcha/fallback/web/account/whoami": false,
 		"/_matrix/client/v3/account/whoami/":                                    false,
 		"/_matrix/client/v3/account%2Fwhoami":                                   false,
