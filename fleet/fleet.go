@@ -55,6 +55,9 @@ type Fleet struct {
 	members *members
 	toggles *Toggles // nil until Toggles is called
 
+	verdicts     chan TokenVerdict // nil unless ShareVerdicts was called (tokens.go)
+	applyVerdict func(TokenVerdict)
+
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
@@ -127,7 +130,7 @@ func (f *Fleet) SharesVersion() uint64 {
 // gateway.
 func (f *Fleet) Start() {
 	now := f.cfg.Now()
-	sub := f.c.rdb.Subscribe(contextUntil(f.stop), f.c.key("toggles"))
+	sub := f.c.rdb.Subscribe(contextUntil(f.stop), f.c.key("toggles"), f.c.key("tokens"))
 	if err := f.members.heartbeat(now); err != nil {
 		f.cfg.Logger.Warn("mxgate fleet: Redis unreachable at start, running on local limits",
 			"redis", RedactURL(f.cfg.Redis), "error", err.Error())
@@ -168,8 +171,16 @@ func (f *Fleet) run(sub *redis.PubSub) {
 		select {
 		case <-f.stop:
 			return
-		case <-msgs:
+		case msg := <-msgs:
+			if msg.Channel == f.c.key("tokens") {
+				if f.applyVerdict != nil {
+					parseVerdicts(msg.Payload, f.applyVerdict)
+				}
+				continue
+			}
 			f.syncToggles(f.cfg.Now())
+		case v := <-f.verdicts: // nil (never ready) without ShareVerdicts
+			f.publishVerdicts(v)
 		case <-resync.C:
 			f.syncToggles(f.cfg.Now())
 		case <-beat.C:

@@ -14,9 +14,10 @@ const (
 	OpToggle    = "toggle"    // a toggle change was kept locally, to push later
 	OpSync      = "sync"      // a toggle resync failed: the last copy stays
 	OpHeartbeat = "heartbeat" // a heartbeat failed: the last share stays
+	OpVerdict   = "verdict"   // token verdicts were not shared (Redis away, or a backlog)
 )
 
-var fallbackOps = []string{OpRate, OpHerd, OpToggle, OpSync, OpHeartbeat}
+var fallbackOps = []string{OpRate, OpHerd, OpToggle, OpSync, OpHeartbeat, OpVerdict}
 
 // Metrics are the fleet's Prometheus collectors. Build them once per process
 // (NewMetrics) and share them between fleets of all zones; a nil *Metrics

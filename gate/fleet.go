@@ -49,6 +49,7 @@ func (g *Gate) joinFleet(f *fleet.Fleet) {
 	g.fleet.member, g.fleet.herds, g.fleet.shares = f, f, f
 	g.toggles = f.Toggles(g.toggles)
 	g.rates = f.Rates(g.rates)
+	f.ShareVerdicts(g.accepted.apply)
 	f.Start()
 }
 

@@ -1,8 +1,10 @@
 package gate
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,6 +62,67 @@ func TestFleetSharesCapsAndRebalances(t *testing.T) {
 	waitUntil(t, "the remaining gate takes the whole cap", func() bool {
 		return historyCap(a) == 6
 	})
+}
+
+// Token verdicts are the fleet's: 30 users, each accepted by one of three
+// gates, who then ask for one room's state each through another gate make
+// a herd on every gate (unshared, each gate would count none of them), and
+// a 401 on one gate makes all of them forget the token.
+func TestFleetSharesTokenVerdicts(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := DefaultConfig()
+	cfg.Herd.MinUsers, cfg.Herd.Window = 10, time.Minute
+	gs := []*Gate{fleetGate(t, srv.URL(), "a", cfg), fleetGate(t, srv.URL(), "b", cfg), fleetGate(t, srv.URL(), "c", cfg)}
+	var revoked atomic.Bool
+	next := func(w http.ResponseWriter, r *http.Request) error {
+		if revoked.Load() {
+			w.WriteHeader(http.StatusUnauthorized)
+			return nil
+		}
+		w.Write([]byte(`{}`))
+		return nil
+	}
+	serve := func(g *Gate, path, token string) {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		if err := g.ServeNext(httptest.NewRecorder(), req, next); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	const users = 30
+	for i := range users {
+		serve(gs[i%3], "/_matrix/client/v3/account/whoami", fmt.Sprint("user-", i))
+	}
+	accepted := func(g *Gate, token string) bool {
+		return g.accepted.has(matrix.TokenIDOf(token), "example.com")
+	}
+	waitUntil(t, "every gate to know every user", func() bool {
+		for _, g := range gs {
+			for i := range users {
+				if !accepted(g, fmt.Sprint("user-", i)) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	for i := range users {
+		serve(gs[(i+1)%3], "/_matrix/client/v3/rooms/%21big%3Ax/state", fmt.Sprint("user-", i))
+	}
+	for name, g := range map[string]*Gate{"a": gs[0], "b": gs[1], "c": gs[2]} {
+		if hs := g.Status(time.Now()).Herds; len(hs) != 1 || hs[0].Users < cfg.Herd.MinUsers {
+			t.Errorf("gate %s: herds %+v, want the room's herd of %d users", name, hs, users)
+		}
+	}
+
+	revoked.Store(true)
+	serve(gs[2], "/_matrix/client/v3/account/whoami", "user-0")
+	waitUntil(t, "every gate to forget the revoked token", func() bool {
+		return !accepted(gs[0], "user-0") && !accepted(gs[1], "user-0") && !accepted(gs[2], "user-0")
+	})
+	if !accepted(gs[0], "user-1") {
+		t.Error("forgetting one token forgot another")
+	}
 }
 
 // A gate whose Redis is not there serves every request on local limits and

@@ -115,11 +115,11 @@ func New(cfg Config, opts Options) (*Gate, error) {
 	if g.now == nil {
 		g.now = time.Now
 	}
-	g.joinFleet(opts.Fleet) // fleet.go: shared stores, then caps scaled to the share
+	g.accepted = newAcceptedTokens()
+	g.joinFleet(opts.Fleet) // fleet.go: shared stores and verdicts, then caps scaled to the share
 	g.adm = limiter.NewAdmission(g.admissionConfig(&cfg), g.now)
 	g.coalescer = newCoalescer()
 	g.sharer = newStateSharer()
-	g.accepted = newAcceptedTokens()
 	g.detector.Store(newDetector(cfg.Herd))
 	g.cfg.Store(&cfg)
 	g.configureErrorShed(&cfg)

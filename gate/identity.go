@@ -1,10 +1,10 @@
 package gate
 
 import (
-	"hash/maphash"
 	"net/http"
 	"sync"
 
+	"github.com/mxgate/mxgate/fleet"
 	"github.com/mxgate/mxgate/matrix"
 )
 
@@ -17,7 +17,9 @@ const acceptedTokensMax = 100_000
 // made-up tokens can neither declare a herd nor cost the homeserver a
 // whoami. Only hashed IDs are held. A token counts as accepted on the Host
 // it was accepted on: one gateway may front several homeservers, and a
-// token one of them accepted proves nothing to another.
+// token one of them accepted proves nothing to another. In a fleet the
+// gateways share what they learn (fleet.TokenVerdict), so that a client
+// one gateway knows is known to all.
 //
 // The IDs are kept in two generations of at most acceptedTokensMax/2 each:
 // a recorded ID goes to the current one; when it is full it becomes the
@@ -27,44 +29,77 @@ const acceptedTokensMax = 100_000
 // garbage collector never walks them, where a linked LRU list of 100,000
 // tokens is 100,000 objects for every GC cycle to mark.
 type acceptedTokens struct {
-	seed      maphash.Seed // for the Host's hash; random per process
 	mu        sync.RWMutex
 	cur, prev map[matrix.TokenID]uint64 // token → its Host's hash
 }
 
 func newAcceptedTokens() *acceptedTokens {
-	return &acceptedTokens{seed: maphash.MakeSeed(), cur: make(map[matrix.TokenID]uint64)}
+	return &acceptedTokens{cur: make(map[matrix.TokenID]uint64)}
+}
+
+// hostHash is the Host's 64-bit FNV-1a hash: the same on every gateway of
+// a fleet, and cheap on every request. A Host crafted to collide with
+// another gains nothing its sender could not have by naming that Host.
+func hostHash(host string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(host); i++ {
+		h ^= uint64(host[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // record notes that the homeserver at host accepted id (zero: no token,
-// ignored). A token accepted on another Host since counts there only. The
+// ignored) and returns the Host's hash and whether the set changed. A token
+// accepted on another Host since counts there only.
+func (a *acceptedTokens) record(id matrix.TokenID, host string) (hash uint64, changed bool) {
+	h := hostHash(host)
+	return h, a.recordHash(id, h)
+}
+
+// recordHash is record for a Host's hash (another gateway's verdict). The
 // read-locked lookup first keeps the common case, a token already known,
 // off the write lock.
-func (a *acceptedTokens) record(id matrix.TokenID, host string) {
+func (a *acceptedTokens) recordHash(id matrix.TokenID, h uint64) (changed bool) {
 	if id == 0 {
-		return
+		return false
 	}
-	h := maphash.String(a.seed, host)
 	a.mu.RLock()
 	got, known := a.cur[id]
 	a.mu.RUnlock()
 	if known && got == h {
-		return
+		return false
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ok := a.cur[id]; !ok && len(a.cur) >= acceptedTokensMax/2 {
+	if got, ok := a.cur[id]; ok && got == h {
+		return false
+	} else if !ok && len(a.cur) >= acceptedTokensMax/2 {
 		a.prev, a.cur = a.cur, make(map[matrix.TokenID]uint64, acceptedTokensMax/2)
 	}
 	a.cur[id] = h
+	return true
 }
 
-// forget drops id, on every Host, until its next 2xx.
-func (a *acceptedTokens) forget(id matrix.TokenID) {
+// forget drops id, on every Host, until its next 2xx, and reports whether
+// it was held.
+func (a *acceptedTokens) forget(id matrix.TokenID) (held bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	_, inCur := a.cur[id]
+	_, inPrev := a.prev[id]
 	delete(a.cur, id)
 	delete(a.prev, id)
+	return inCur || inPrev
+}
+
+// apply takes another gateway's verdict.
+func (a *acceptedTokens) apply(v fleet.TokenVerdict) {
+	if v.Forget {
+		a.forget(v.Token)
+		return
+	}
+	a.recordHash(v.Token, v.Host)
 }
 
 // has reports whether id was last accepted on host (zero never is).
@@ -72,7 +107,7 @@ func (a *acceptedTokens) has(id matrix.TokenID, host string) bool {
 	if id == 0 {
 		return false
 	}
-	h := maphash.String(a.seed, host)
+	h := hostHash(host)
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	if got, ok := a.cur[id]; ok {
@@ -86,14 +121,26 @@ func (a *acceptedTokens) has(id matrix.TokenID, host string) bool {
 // answered req: a 2xx that proves its token records it; a 401 (an unknown
 // or logged-out token, or an interactive-auth step) and a successful logout
 // forget it, so that share_state stops serving it a shared answer without
-// asking the homeserver.
+// asking the homeserver. A change is shared with the fleet, if any.
 func (g *Gate) noteTokenVerdict(r *http.Request, req *matrix.Request, status int) {
 	id := req.Credential.ID
 	switch {
 	case id == 0:
 	case status == http.StatusUnauthorized, status/100 == 2 && req.EndsSession(r.Method):
-		g.accepted.forget(id)
+		if g.accepted.forget(id) {
+			g.shareVerdict(fleet.TokenVerdict{Token: id, Forget: true})
+		}
 	case status/100 == 2 && req.ProvesToken():
-		g.accepted.record(id, r.Host)
+		if h, changed := g.accepted.record(id, r.Host); changed {
+			g.shareVerdict(fleet.TokenVerdict{Token: id, Host: h})
+		}
+	}
+}
+
+// shareVerdict tells the fleet's other gateways of v (outside a fleet,
+// nothing).
+func (g *Gate) shareVerdict(v fleet.TokenVerdict) {
+	if g.fleet.member != nil {
+		g.fleet.member.PublishVerdict(v)
 	}
 }
