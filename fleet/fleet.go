@@ -174,7 +174,7 @@ func (f *Fleet) run(sub *redis.PubSub) {
 		case msg := <-msgs:
 			if msg.Channel == f.c.key("tokens") {
 				if f.applyVerdict != nil {
-					parseVerdicts(msg.Payload, f.applyVerdict)
+					parseVerdicts(msg.Payload, f.cfg.Name, f.applyVerdict)
 				}
 				continue
 			}

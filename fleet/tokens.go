@@ -10,14 +10,17 @@ import (
 
 // TokenVerdict is what one gateway learnt of a token from the homeserver,
 // shared with the rest of the fleet: that it was accepted on a Host (Host
-// is that Host's hash), or, with Forget, that it is to be forgotten (a 401,
-// a logout). Without it, a client whose token one gateway accepted is a
-// stranger to the others, and a herd spread over N gateways counts about
-// 1/N of its users on each.
+// is that Host's hash); with Forget, that it is to be forgotten until its
+// next 2xx (a 401, which an interactive-auth step also answers); with
+// Ended, that its session ended (a logout): it is never accepted again.
+// Without them, a client whose token one gateway accepted is a stranger to
+// the others, and a herd spread over N gateways counts about 1/N of its
+// users on each.
 type TokenVerdict struct {
 	Token  matrix.TokenID
 	Host   uint64
 	Forget bool
+	Ended  bool
 }
 
 // maxVerdictBacklog bounds the verdicts waiting to be published; past it
@@ -51,9 +54,14 @@ func (f *Fleet) PublishVerdict(v TokenVerdict) {
 }
 
 // publishVerdicts publishes first and whatever else waits, up to
-// maxVerdictsPerMessage, as one message.
+// maxVerdictsPerMessage, as one message. A failed publish is counted but,
+// unlike a request's call, does not take the fleet for away: the heartbeat
+// judges that, and verdicts are best effort.
 func (f *Fleet) publishVerdicts(first TokenVerdict) {
 	var b strings.Builder
+	b.WriteString("s ")
+	b.WriteString(f.cfg.Name)
+	b.WriteByte('\n')
 	appendVerdict(&b, first)
 	for n := 1; n < maxVerdictsPerMessage; n++ {
 		select {
@@ -68,18 +76,25 @@ func (f *Fleet) publishVerdicts(first TokenVerdict) {
 		f.c.skip(OpVerdict)
 		return
 	}
-	_ = f.c.call(OpVerdict, func(ctx context.Context) error {
-		return f.c.rdb.Publish(ctx, f.c.key("tokens"), b.String()).Err()
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), f.c.timeout)
+	defer cancel()
+	if err := f.c.rdb.Publish(ctx, f.c.key("tokens"), b.String()).Err(); err != nil {
+		f.c.skip(OpVerdict)
+	}
 }
 
-// A message holds one verdict per line: "a TOKEN HOST" (accepted) or
-// "f TOKEN" (forget), the numbers in hex.
+// A message names its sender ("s NAME"), then holds one verdict per line:
+// "a TOKEN HOST" (accepted), "f TOKEN" (forget) or "e TOKEN" (ended), the
+// numbers in hex.
 func appendVerdict(b *strings.Builder, v TokenVerdict) {
-	if v.Forget {
+	switch {
+	case v.Ended:
+		b.WriteString("e ")
+		b.WriteString(strconv.FormatUint(uint64(v.Token), 16))
+	case v.Forget:
 		b.WriteString("f ")
 		b.WriteString(strconv.FormatUint(uint64(v.Token), 16))
-	} else {
+	default:
 		b.WriteString("a ")
 		b.WriteString(strconv.FormatUint(uint64(v.Token), 16))
 		b.WriteByte(' ')
@@ -88,9 +103,13 @@ func appendVerdict(b *strings.Builder, v TokenVerdict) {
 	b.WriteByte('\n')
 }
 
-// parseVerdicts reads a message's verdicts, skipping any line that is not
-// one (a newer or broken sender's).
-func parseVerdicts(msg string, fn func(TokenVerdict)) {
+// parseVerdicts reads the verdicts of a message not sent by self (a
+// gateway's own verdicts come back to it, possibly after it learnt better),
+// skipping any line that is not one (a newer or broken sender's).
+func parseVerdicts(msg, self string, fn func(TokenVerdict)) {
+	if sender, _, _ := strings.Cut(msg, "\n"); sender == "s "+self {
+		return
+	}
 	for line := range strings.SplitSeq(msg, "\n") {
 		fields := strings.Fields(line)
 		if len(fields) < 2 {
@@ -103,6 +122,8 @@ func parseVerdicts(msg string, fn func(TokenVerdict)) {
 		switch {
 		case fields[0] == "f" && len(fields) == 2:
 			fn(TokenVerdict{Token: matrix.TokenID(tok), Forget: true})
+		case fields[0] == "e" && len(fields) == 2:
+			fn(TokenVerdict{Token: matrix.TokenID(tok), Ended: true})
 		case fields[0] == "a" && len(fields) == 3:
 			if host, err := strconv.ParseUint(fields[2], 16, 64); err == nil {
 				fn(TokenVerdict{Token: matrix.TokenID(tok), Host: host})

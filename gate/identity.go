@@ -2,6 +2,7 @@ package gate
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/mxgate/mxgate/fleet"
@@ -28,19 +29,41 @@ const acceptedTokensMax = 100_000
 // seen (close to least recently seen). The maps hold no pointers, so the
 // garbage collector never walks them, where a linked LRU list of 100,000
 // tokens is 100,000 objects for every GC cycle to mark.
+//
+// Tokens whose session ended (a logout) are remembered apart, also in two
+// generations, and never accepted again: a 2xx the homeserver sent just
+// before the logout (a long-poll's) may reach the gate after it, here or
+// on another gateway of the fleet.
 type acceptedTokens struct {
 	mu        sync.RWMutex
 	cur, prev map[matrix.TokenID]uint64 // token → its Host's hash
+	ended     [2]map[matrix.TokenID]struct{}
 }
+
+// endedTokensMax bounds the remembered ended sessions.
+const endedTokensMax = 20_000
 
 func newAcceptedTokens() *acceptedTokens {
-	return &acceptedTokens{cur: make(map[matrix.TokenID]uint64)}
+	return &acceptedTokens{cur: make(map[matrix.TokenID]uint64),
+		ended: [2]map[matrix.TokenID]struct{}{make(map[matrix.TokenID]struct{}), nil}}
 }
 
-// hostHash is the Host's 64-bit FNV-1a hash: the same on every gateway of
-// a fleet, and cheap on every request. A Host crafted to collide with
-// another gains nothing its sender could not have by naming that Host.
+// canonicalHost is host as Caddy's host matcher tells sites apart: ASCII
+// lower case, without a port or a trailing dot, so that spelling one Host
+// differently neither re-proves a token nor announces it to the fleet again.
+// It allocates only for a Host with upper case letters.
+func canonicalHost(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && strings.IndexByte(host[i:], ']') < 0 {
+		host = host[:i]
+	}
+	return strings.ToLower(strings.TrimSuffix(host, "."))
+}
+
+// hostHash is the canonical Host's 64-bit FNV-1a hash: the same on every
+// gateway of a fleet, and cheap on every request. A Host crafted to collide
+// with another gains nothing its sender could not have by naming that Host.
 func hostHash(host string) uint64 {
+	host = canonicalHost(host)
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(host); i++ {
 		h ^= uint64(host[i])
@@ -72,6 +95,9 @@ func (a *acceptedTokens) recordHash(id matrix.TokenID, h uint64) (changed bool) 
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.endedLocked(id) {
+		return false
+	}
 	if got, ok := a.cur[id]; ok && got == h {
 		return false
 	} else if !ok && len(a.cur) >= acceptedTokensMax/2 {
@@ -93,13 +119,34 @@ func (a *acceptedTokens) forget(id matrix.TokenID) (held bool) {
 	return inCur || inPrev
 }
 
+// end forgets id for good: its session ended.
+func (a *acceptedTokens) end(id matrix.TokenID) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.cur, id)
+	delete(a.prev, id)
+	if len(a.ended[0]) >= endedTokensMax/2 {
+		a.ended[1], a.ended[0] = a.ended[0], make(map[matrix.TokenID]struct{})
+	}
+	a.ended[0][id] = struct{}{}
+}
+
+func (a *acceptedTokens) endedLocked(id matrix.TokenID) bool {
+	_, e0 := a.ended[0][id]
+	_, e1 := a.ended[1][id]
+	return e0 || e1
+}
+
 // apply takes another gateway's verdict.
 func (a *acceptedTokens) apply(v fleet.TokenVerdict) {
-	if v.Forget {
+	switch {
+	case v.Ended:
+		a.end(v.Token)
+	case v.Forget:
 		a.forget(v.Token)
-		return
+	default:
+		a.recordHash(v.Token, v.Host)
 	}
-	a.recordHash(v.Token, v.Host)
 }
 
 // has reports whether id was last accepted on host (zero never is).
@@ -126,7 +173,12 @@ func (g *Gate) noteTokenVerdict(r *http.Request, req *matrix.Request, status int
 	id := req.Credential.ID
 	switch {
 	case id == 0:
-	case status == http.StatusUnauthorized, status/100 == 2 && req.EndsSession(r.Method):
+	case status/100 == 2 && req.EndsSession(r.Method):
+		// Announced even if not held here: another gateway may hold it,
+		// or be about to (its verdict still on the way).
+		g.accepted.end(id)
+		g.shareVerdict(fleet.TokenVerdict{Token: id, Ended: true})
+	case status == http.StatusUnauthorized:
 		if g.accepted.forget(id) {
 			g.shareVerdict(fleet.TokenVerdict{Token: id, Forget: true})
 		}

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/mxgate/mxgate/fleet"
 	"github.com/mxgate/mxgate/matrix"
 )
 
@@ -59,5 +60,36 @@ func TestAcceptedTokensArePerHost(t *testing.T) {
 	a.forget(id)
 	if a.has(id, "b.example") {
 		t.Fatal("a forgotten token is still accepted")
+	}
+}
+
+func TestCanonicalHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"example.com": "example.com", "Example.COM.": "example.com", "example.com:8448": "example.com",
+		"[::1]:8008": "[::1]", "[::1]": "[::1]", "127.0.0.1:80": "127.0.0.1", "": "",
+	} {
+		if got := canonicalHost(in); got != want {
+			t.Errorf("canonicalHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A token whose session ended is never accepted again, whoever reports a
+// 2xx for it afterwards; a forgotten one (a 401) is, at its next 2xx.
+func TestEndedTokensStayEnded(t *testing.T) {
+	a := newAcceptedTokens()
+	ended, refused := matrix.TokenIDOf("ended"), matrix.TokenIDOf("refused")
+	a.record(ended, "hs")
+	a.record(refused, "hs")
+	a.end(ended)
+	a.forget(refused)
+	if _, changed := a.record(ended, "hs"); changed || a.has(ended, "hs") {
+		t.Error("an ended session was accepted again")
+	}
+	if a.apply(fleet.TokenVerdict{Token: ended, Host: hostHash("hs")}); a.has(ended, "hs") {
+		t.Error("another gateway's verdict revived an ended session")
+	}
+	if _, changed := a.record(refused, "hs"); !changed || !a.has(refused, "hs") {
+		t.Error("a token refused once was not accepted at its next 2xx")
 	}
 }

@@ -245,7 +245,7 @@ func writeShared(w http.ResponseWriter, f *stateFlight, coalesced bool) {
 func (g *Gate) verifyJoined(r *http.Request, sf shareFlow, tok matrix.TokenID) (string, bool) {
 	cfg, route, now := sf.cfg, sf.req.Route, sf.now
 	s := g.sharer
-	uk := userKey{tok, r.Host}
+	uk := userKey{tok, canonicalHost(r.Host)}
 	user, known := s.users.Get(uk)
 	known = known && now.Before(user.expires)
 	mk := memberKey{uk, route.Room}
