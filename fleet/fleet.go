@@ -115,6 +115,13 @@ func (f *Fleet) Share(cap int) int {
 	return ShareOf(cap, rank, len(names))
 }
 
+// HerdShare is this gateway's part of a herd allowance among the live
+// gateways last seen: see HerdShareOf.
+func (f *Fleet) HerdShare(allowance int) int {
+	names, rank, _, _ := f.members.view()
+	return HerdShareOf(allowance, rank, len(names))
+}
+
 // SharesVersion changes whenever the live gateways change, and with them
 // the shares.
 func (f *Fleet) SharesVersion() uint64 {

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -24,6 +25,23 @@ func TestShareOf(t *testing.T) {
 	} {
 		if a, b := ShareOf(tc.cap, 0, tc.n), ShareOf(tc.cap, tc.n-1, tc.n); a != tc.want0 || b != tc.wantLast {
 			t.Errorf("ShareOf(%d, ·, %d) = %d..%d, want %d..%d", tc.cap, tc.n, a, b, tc.want0, tc.wantLast)
+		}
+	}
+}
+
+func TestHerdShareOf(t *testing.T) {
+	for _, tc := range []struct {
+		allowance, n int
+		want         []int
+	}{
+		{1, 3, []int{1, 0, 0}}, {5, 3, []int{2, 2, 1}}, {0, 2, []int{0, 0}}, {4, 1, []int{4}},
+	} {
+		var got []int
+		for rank := range tc.n {
+			got = append(got, HerdShareOf(tc.allowance, rank, tc.n))
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("HerdShareOf(%d, ·, %d) = %v, want %v", tc.allowance, tc.n, got, tc.want)
 		}
 	}
 }

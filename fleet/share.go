@@ -15,3 +15,19 @@ func ShareOf(cap, rank, n int) int {
 	}
 	return max(s, 1)
 }
+
+// HerdShareOf is the part of a herd allowance (limiter.HerdAllowance of
+// the fleet's cap) that the gateway at rank of n takes: allowance ÷ n, the
+// remainder one each to the first ranks, as ShareOf, but down to 0, so
+// that the gateways together let a herd hold what one gateway would and
+// keep the rest for the class's other requests. n <= 1 gives allowance.
+func HerdShareOf(allowance, rank, n int) int {
+	if n <= 1 {
+		return allowance
+	}
+	s := allowance / n
+	if rank < allowance%n {
+		s++
+	}
+	return s
+}

@@ -21,10 +21,12 @@ type HerdCounter interface {
 }
 
 // CapShares divides in-flight caps among a fleet's gateways: Share is this
-// gateway's part of cap (0 = no cap stays 0), and SharesVersion changes
-// whenever the shares do.
+// gateway's part of cap (0 = no cap stays 0), HerdShare its part of a
+// class's herd allowance (down to 0), and SharesVersion changes whenever
+// the shares do.
 type CapShares interface {
 	Share(cap int) int
+	HerdShare(allowance int) int
 	SharesVersion() uint64
 }
 
@@ -70,6 +72,22 @@ func (g *Gate) capShare() func(int) int {
 	}
 	g.fleet.applied.Store(s.SharesVersion())
 	return s.Share
+}
+
+// herdMax is limiter.ClassLimits.HerdMax for a class capped at limit: in a
+// fleet, this gateway's part of the herd allowance of the fleet's cap
+// (NoHerd if none), so that the fleet's herd holds no more than one
+// gateway's would and the fleet keeps one gateway's reserve; outside a
+// fleet, or without a cap, 0.
+func (g *Gate) herdMax(limit int) int {
+	s := g.fleet.shares
+	if s == nil || limit <= 0 {
+		return 0
+	}
+	if h := s.HerdShare(limiter.HerdAllowance(limit)); h > 0 {
+		return h
+	}
+	return limiter.NoHerd
 }
 
 // configureAdmission applies cfg's caps, scaled to the fleet share, to
@@ -136,6 +154,7 @@ func (g *Gate) admissionConfig(cfg *Config) limiter.Config {
 			LIFOAfter:    cfg.LIFOAfter,
 			OwnBudget:    l.OwnBudget,
 			Adaptive:     l.Adaptive,
+			HerdMax:      g.herdMax(l.MaxInflight),
 		}
 	}
 	return ac

@@ -1,6 +1,8 @@
 package gate
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/mxgate/mxgate/fleet"
 	"github.com/mxgate/mxgate/fleet/redistest"
+	"github.com/mxgate/mxgate/limiter"
 	"github.com/mxgate/mxgate/matrix"
 )
 
@@ -72,6 +75,7 @@ func TestFleetSharesTokenVerdicts(t *testing.T) {
 	srv := redistest.Start(t)
 	cfg := DefaultConfig()
 	cfg.Herd.MinUsers, cfg.Herd.Window = 10, time.Minute
+	cfg.Classes[matrix.RoomState].MaxInflight = 64 // a herd part on every gate
 	gs := []*Gate{fleetGate(t, srv.URL(), "a", cfg), fleetGate(t, srv.URL(), "b", cfg), fleetGate(t, srv.URL(), "c", cfg)}
 	var revoked atomic.Bool
 	next := func(w http.ResponseWriter, r *http.Request) error {
@@ -123,6 +127,42 @@ func TestFleetSharesTokenVerdicts(t *testing.T) {
 	if !accepted(gs[0], "user-1") {
 		t.Error("forgetting one token forgot another")
 	}
+}
+
+// Two gates in a fleet share room state's cap of 2 as 1 each, and its herd
+// allowance of 1 as 1 and 0: between them a herd holds one slot, as
+// through one gateway, and the one without a part refuses herd requests at
+// once while serving the class's others.
+func TestFleetSharesTheHerdAllowance(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := DefaultConfig()
+	cfg.Classes[matrix.RoomState].MaxInflight = 2
+	a := fleetGate(t, srv.URL(), "a", cfg)
+	b := fleetGate(t, srv.URL(), "b", cfg)
+	stateCap := func(g *Gate) int { return g.Status(time.Now()).Classes[matrix.RoomState].Cap }
+	waitUntil(t, "both gates see two instances", func() bool { return stateCap(a) == 1 && stateCap(b) == 1 })
+	class := int(matrix.RoomState)
+	var withPart, without *Gate
+	for _, g := range []*Gate{a, b} {
+		tk, err := g.adm.Acquire(context.Background(), class, limiter.LaneHerd)
+		if err == nil {
+			tk.Done(limiter.Result{})
+			withPart = g
+			continue
+		}
+		if !errors.Is(err, limiter.ErrQueueFull) {
+			t.Fatalf("herd request: %v", err)
+		}
+		without = g
+	}
+	if withPart == nil || without == nil {
+		t.Fatalf("herd parts: one gate must have the only one (with %v, without %v)", withPart != nil, without != nil)
+	}
+	tk, err := without.adm.Acquire(context.Background(), class, limiter.LaneNormal)
+	if err != nil {
+		t.Fatalf("a normal request on the gate without a herd part: %v", err)
+	}
+	tk.Done(limiter.Result{})
 }
 
 // A gate whose Redis is not there serves every request on local limits and

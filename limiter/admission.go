@@ -41,7 +41,19 @@ type ClassLimits struct {
 	// class's round trips (fed by Ticket.Done); MaxInflight is its ceiling,
 	// DefaultAdaptiveMax if 0.
 	Adaptive bool
+	// HerdMax is, in a fleet, this gateway's part of the class's herd
+	// allowance (HerdAllowance of the fleet's cap, shared out): when
+	// positive, herd requests may hold that many slots (at most the cap in
+	// force), in place of all but herdReserve of this gateway's own, so that
+	// the fleet together keeps the reserve one gateway would; NoHerd admits
+	// none here: they are refused at once, to come back, perhaps through a
+	// gateway that has a part. 0: herdReserve.
+	HerdMax int
 }
+
+// NoHerd is ClassLimits.HerdMax for a gateway with no part of a class's
+// herd allowance.
+const NoHerd = -1
 
 // DefaultAdaptiveMax is the adaptive limit's ceiling for a class without a
 // cap (MaxInflight 0).
@@ -106,6 +118,12 @@ func herdReserve(limit int) int {
 	}
 	return max(1, limit/8)
 }
+
+// HerdAllowance is how many of a cap's slots a herd may hold: all but
+// herdReserve. A fleet shares it out as ClassLimits.HerdMax: every
+// gateway's own share of a small cap (1 of 2) would leave it no reserve,
+// and the herd as many slots as there are gateways.
+func HerdAllowance(limit int) int { return limit - herdReserve(limit) }
 
 // NewAdmission returns an Admission for cfg. now may be nil for time.Now.
 func NewAdmission(cfg Config, now func() time.Time) *Admission {
@@ -237,7 +255,8 @@ func (a *Admission) AcquireFor(ctx context.Context, class int, lane Lane, group 
 		a.mu.Unlock()
 		return t, nil
 	}
-	if c.queue.len() >= c.limits.Queue && (lane == LaneHerd || !a.displaceHerdLocked(c)) {
+	if (lane == LaneHerd && c.limits.HerdMax == NoHerd) ||
+		(c.queue.len() >= c.limits.Queue && (lane == LaneHerd || !a.displaceHerdLocked(c))) {
 		a.mu.Unlock()
 		return t, ErrQueueFull
 	}
@@ -337,6 +356,14 @@ func (a *Admission) roomLocked(c *classState, now time.Time) bool {
 // they leave herdReserve slots of the cap in force to the rest of the class.
 func (a *Admission) herdRoomLocked(c *classState, now time.Time) bool {
 	n := a.capLocked(c, now)
+	switch h := c.limits.HerdMax; {
+	case h == NoHerd:
+		return false
+	case h > 0 && n > 0:
+		return c.herdInflight < min(h, n)
+	case h > 0:
+		return c.herdInflight < h
+	}
 	return n <= 0 || c.herdInflight < n-herdReserve(n)
 }
 
@@ -401,21 +428,29 @@ func (a *Admission) displaceHerdLocked(c *classState) bool {
 // herd is declared only once enough of its users have asked, so its first
 // requests wait in the normal lane, ahead of the rest of the class; moved,
 // they wait behind it like the herd they are, and the herd's share of the
-// cap (herdReserve) counts them once admitted.
+// cap (herdReserve) counts them once admitted. Where the class admits no
+// herd (NoHerd), they are refused instead, as a new herd request is.
 func (a *Admission) Relane(class int, group uint64) int {
 	if group == 0 {
 		return 0
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	q := &a.classes[class].queue
+	c := &a.classes[class]
+	q := &c.queue
 	moved := 0
 	for w := q.lanes[LaneNormal].tail; w != nil; {
 		prev := w.prev
 		if w.group == group {
 			q.lanes[LaneNormal].remove(w)
-			w.lane = LaneHerd
-			q.lanes[LaneHerd].pushFront(w)
+			if c.limits.HerdMax == NoHerd {
+				a.waiting--
+				w.displaced = true
+				close(w.ready)
+			} else {
+				w.lane = LaneHerd
+				q.lanes[LaneHerd].pushFront(w)
+			}
 			moved++
 		}
 		w = prev

@@ -411,6 +411,74 @@ func TestAdmissionHerdLeavesReserveToTheClass(t *testing.T) {
 	waitGoroutines(t, before)
 }
 
+// A gateway's part of a fleet's herd allowance (HerdMax) bounds the herd in
+// place of the gateway's own reserve; with no part (NoHerd), herd requests
+// are refused at once and a group relaned into the herd lane is refused,
+// while the class's other requests are served.
+func TestAdmissionHerdMaxAndNoHerd(t *testing.T) {
+	if got := []int{HerdAllowance(1), HerdAllowance(2), HerdAllowance(6)}; !slices.Equal(got, []int{1, 1, 5}) {
+		t.Fatalf("HerdAllowance(1, 2, 6) = %v, want [1 1 5]", got)
+	}
+	before := runtime.NumGoroutine()
+	part := NewAdmission(oneClass(ClassLimits{MaxInflight: 6, Queue: 10, QueueTimeout: time.Minute, HerdMax: 2}), nil)
+	var herd [2]Ticket
+	for i := range herd {
+		tk, err := part.Acquire(context.Background(), 0, LaneHerd)
+		if err != nil || tk.Waited {
+			t.Fatalf("herd request %d within HerdMax: waited=%v err=%v", i, tk.Waited, err)
+		}
+		herd[i] = tk
+	}
+	third := make(chan error, 1)
+	go func() {
+		tk, err := part.Acquire(context.Background(), 0, LaneHerd)
+		if err == nil {
+			tk.Done(Result{})
+		}
+		third <- err
+	}()
+	waitQueued(t, part, 0, 1) // 4 slots free, but the herd holds its part
+	herd[0].Done(Result{})
+	if err := <-third; err != nil {
+		t.Fatalf("the queued herd request: %v", err)
+	}
+	herd[1].Done(Result{})
+
+	whole := NewAdmission(oneClass(ClassLimits{MaxInflight: 2, Queue: 10, HerdMax: 2}), nil)
+	for i := range 2 { // the fleet keeps the reserve elsewhere
+		if tk, err := whole.Acquire(context.Background(), 0, LaneHerd); err != nil || tk.Waited {
+			t.Fatalf("herd request %d with a part of the whole cap: waited=%v err=%v", i, tk.Waited, err)
+		}
+	}
+
+	none := NewAdmission(oneClass(ClassLimits{MaxInflight: 1, Queue: 10, QueueTimeout: time.Minute, HerdMax: NoHerd}), nil)
+	if _, err := none.Acquire(context.Background(), 0, LaneHerd); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("herd request with no part: %v, want ErrQueueFull at once", err)
+	}
+	held, err := none.Acquire(context.Background(), 0, LaneNormal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const herdRoom = 7
+	relaned := make(chan error, 1)
+	go func() {
+		_, err := none.AcquireFor(context.Background(), 0, LaneNormal, herdRoom)
+		relaned <- err
+	}()
+	waitQueued(t, none, 0, 1)
+	if n := none.Relane(0, herdRoom); n != 1 {
+		t.Fatalf("Relane moved %d, want 1", n)
+	}
+	if err := <-relaned; !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("a relaned request with no part: %v, want ErrQueueFull", err)
+	}
+	held.Done(Result{})
+	if _, cs := none.Snapshot(); cs[0].Inflight != 0 || cs[0].Queued != 0 {
+		t.Fatalf("not drained: %+v", cs[0])
+	}
+	waitGoroutines(t, before)
+}
+
 // A herd's requests that queued before it was declared wait in the normal
 // lane; Relane moves them, in their order, behind the rest of the class,
 // where the herd's share of the cap counts them once admitted.
