@@ -359,10 +359,8 @@ func (a *Admission) herdRoomLocked(c *classState, now time.Time) bool {
 	switch h := c.limits.HerdMax; {
 	case h == NoHerd:
 		return false
-	case h > 0 && n > 0:
-		return c.herdInflight < min(h, n)
 	case h > 0:
-		return c.herdInflight < h
+		return c.herdInflight < h && (n <= 0 || c.herdInflight < n)
 	}
 	return n <= 0 || c.herdInflight < n-herdReserve(n)
 }
