@@ -150,7 +150,7 @@ func TestFleetSharesTheHerdAllowance(t *testing.T) {
 			withPart = g
 			continue
 		}
-		if !errors.Is(err, limiter.ErrQueueFull) {
+		if !errors.Is(err, limiter.ErrNoHerdPart) {
 			t.Fatalf("herd request: %v", err)
 		}
 		without = g

@@ -239,6 +239,12 @@ func (f *flow) refuseAdmission(err error, rs *retryState) error {
 	switch {
 	case errors.Is(err, limiter.ErrQueueFull):
 		return f.refuse(by, OutcomeShed, name+" is at capacity", f.spread())
+	case errors.Is(err, limiter.ErrNoHerdPart):
+		// A herd request, though it may have queued before the herd was
+		// declared: to come back with the herd, through another gateway.
+		lf := *f
+		lf.lane = limiter.LaneHerd
+		return f.refuse(by, OutcomeShed, name+" takes no herd requests through this gateway", lf.spread())
 	case errors.Is(err, limiter.ErrQueueTimeout):
 		return f.refuse(by, OutcomeTimeout, "timed out waiting for a "+name+" slot", f.spread())
 	case rs.expired(f.client, err): // retried until its deadline

@@ -78,6 +78,9 @@ var (
 	ErrQueueFull = errors.New("queue full")
 	// ErrQueueTimeout means the request waited QueueTimeout without a slot.
 	ErrQueueTimeout = errors.New("timed out waiting for a slot")
+	// ErrNoHerdPart refuses a herd request on a gateway that has no part
+	// of its class's herd allowance (ClassLimits.HerdMax NoHerd).
+	ErrNoHerdPart = errors.New("no part of the herd allowance here")
 )
 
 // Admission caps how many requests of each class, and of all classes
@@ -148,6 +151,14 @@ func (a *Admission) Configure(cfg Config) {
 			c.limits = cfg.Classes[i]
 		}
 		c.configureGradient(a.salt * uint64(i+1))
+		if c.limits.HerdMax == NoHerd {
+			// No part any more (a gateway joined): herd waiters would
+			// never be granted.
+			for w := c.queue.lanes[LaneHerd].head; w != nil; w = c.queue.lanes[LaneHerd].head {
+				c.queue.remove(w)
+				a.refuseLocked(w, ErrNoHerdPart)
+			}
+		}
 	}
 	a.live.Configure(cfg.Liveness)
 	a.dispatchLocked()
@@ -255,8 +266,11 @@ func (a *Admission) AcquireFor(ctx context.Context, class int, lane Lane, group 
 		a.mu.Unlock()
 		return t, nil
 	}
-	if (lane == LaneHerd && c.limits.HerdMax == NoHerd) ||
-		(c.queue.len() >= c.limits.Queue && (lane == LaneHerd || !a.displaceHerdLocked(c))) {
+	if lane == LaneHerd && c.limits.HerdMax == NoHerd {
+		a.mu.Unlock()
+		return t, ErrNoHerdPart
+	}
+	if c.queue.len() >= c.limits.Queue && (lane == LaneHerd || !a.displaceHerdLocked(c)) {
 		a.mu.Unlock()
 		return t, ErrQueueFull
 	}
@@ -279,8 +293,8 @@ func (a *Admission) AcquireFor(ctx context.Context, class int, lane Lane, group 
 	}
 	select {
 	case <-w.ready:
-		if w.displaced {
-			return t, ErrQueueFull // its place went to a normal request
+		if w.displaced != nil {
+			return t, w.displaced
 		}
 		// The round trip starts when the waiter resumes: a loaded
 		// scheduler's wake-up delay is not the upstream's latency.
@@ -294,8 +308,8 @@ func (a *Admission) AcquireFor(ctx context.Context, class int, lane Lane, group 
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if w.displaced {
-		return t, ErrQueueFull
+	if w.displaced != nil {
+		return t, w.displaced
 	}
 	if !w.granted {
 		c.queue.remove(w)
@@ -359,6 +373,10 @@ func (a *Admission) herdRoomLocked(c *classState, now time.Time) bool {
 	switch h := c.limits.HerdMax; {
 	case h == NoHerd:
 		return false
+	case h > 0 && n > 0 && n < c.limits.MaxInflight:
+		// The cap in force is lowered (an adaptive limit, slow start):
+		// this gateway keeps its own reserve of it too.
+		return c.herdInflight < min(h, n-herdReserve(n))
 	case h > 0:
 		return c.herdInflight < h && (n <= 0 || c.herdInflight < n)
 	}
@@ -404,6 +422,13 @@ func (a *Admission) dispatchLocked() {
 	}
 }
 
+// refuseLocked ends w's wait, already out of its queue, with err.
+func (a *Admission) refuseLocked(w *waiter, err error) {
+	a.waiting--
+	w.displaced = err
+	close(w.ready)
+}
+
 // displaceHerdLocked removes the longest-waiting herd request from c's
 // queue, to make room for a normal one, and reports whether there was one.
 // The herd request's wait ends with ErrQueueFull: a queue filled by one
@@ -415,9 +440,7 @@ func (a *Admission) displaceHerdLocked(c *classState) bool {
 		return false
 	}
 	c.queue.remove(w)
-	a.waiting--
-	w.displaced = true
-	close(w.ready)
+	a.refuseLocked(w, ErrQueueFull) // its place went to a normal request
 	return true
 }
 
@@ -442,9 +465,7 @@ func (a *Admission) Relane(class int, group uint64) int {
 		if w.group == group {
 			q.lanes[LaneNormal].remove(w)
 			if c.limits.HerdMax == NoHerd {
-				a.waiting--
-				w.displaced = true
-				close(w.ready)
+				a.refuseLocked(w, ErrNoHerdPart)
 			} else {
 				w.lane = LaneHerd
 				q.lanes[LaneHerd].pushFront(w)

@@ -452,8 +452,8 @@ func TestAdmissionHerdMaxAndNoHerd(t *testing.T) {
 	}
 
 	none := NewAdmission(oneClass(ClassLimits{MaxInflight: 1, Queue: 10, QueueTimeout: time.Minute, HerdMax: NoHerd}), nil)
-	if _, err := none.Acquire(context.Background(), 0, LaneHerd); !errors.Is(err, ErrQueueFull) {
-		t.Fatalf("herd request with no part: %v, want ErrQueueFull at once", err)
+	if _, err := none.Acquire(context.Background(), 0, LaneHerd); !errors.Is(err, ErrNoHerdPart) {
+		t.Fatalf("herd request with no part: %v, want ErrNoHerdPart at once", err)
 	}
 	held, err := none.Acquire(context.Background(), 0, LaneNormal)
 	if err != nil {
@@ -469,8 +469,8 @@ func TestAdmissionHerdMaxAndNoHerd(t *testing.T) {
 	if n := none.Relane(0, herdRoom); n != 1 {
 		t.Fatalf("Relane moved %d, want 1", n)
 	}
-	if err := <-relaned; !errors.Is(err, ErrQueueFull) {
-		t.Fatalf("a relaned request with no part: %v, want ErrQueueFull", err)
+	if err := <-relaned; !errors.Is(err, ErrNoHerdPart) {
+		t.Fatalf("a relaned request with no part: %v, want ErrNoHerdPart", err)
 	}
 	held.Done(Result{})
 	if _, cs := none.Snapshot(); cs[0].Inflight != 0 || cs[0].Queued != 0 {

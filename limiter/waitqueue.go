@@ -8,7 +8,7 @@ import "time"
 type waiter struct {
 	ready      chan struct{}
 	granted    bool
-	displaced  bool
+	displaced  error  // why it was taken out of the queue unserved; nil if not
 	ticket     Ticket // set when granted
 	lane       Lane
 	group      uint64 // what Relane moves it by; 0: none
