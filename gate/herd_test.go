@@ -308,33 +308,13 @@ func TestHerdDeclaredMovesItsQueuedRequestsBehindTheClass(t *testing.T) {
 	g := newTestGate(t, cfg, Options{})
 	arrived := make(chan string, 16)
 	release := make(chan struct{})
-	h := g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/whoami") {
-			fmt.Fprint(w, `{}`)
-			return
-		}
-		arrived <- r.URL.EscapedPath()
-		<-release
-		fmt.Fprint(w, `{}`)
-	}))
+	h := g.Middleware(heldStateUpstream(arrived, release))
 	signIn(h, "user-", 6)
 	var wg sync.WaitGroup
 	state := func(room string, user int) {
 		wg.Go(func() { serveReq(h, "GET", "/_matrix/client/v3/rooms/"+room+"/state", fmt.Sprint("user-", user)) })
 	}
-	queued := func(n int) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if _, cs := g.adm.Snapshot(); cs[matrix.RoomState].Queued == n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("room_state queue did not reach %d", n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	queued := func(n int) { t.Helper(); roomStateQueued(t, g, n) }
 	next := func() string { t.Helper(); return nextArrival(t, arrived) }
 	const big, other = "%21big%3Ax", "%21other%3Ax"
 	// Two requests for rooms of their own hold both slots.
@@ -399,5 +379,35 @@ func TestHerdDeclaredEndsTheAdaptiveProbes(t *testing.T) {
 	}
 	if rs, si := caps(); rs != 4 || si != 6 {
 		t.Errorf("during the herd: room_state %d, sync_initial %d; want the full caps 4 and 6", rs, si)
+	}
+}
+
+// heldStateUpstream answers whoami at once and holds every other request, its
+// path sent on arrived, until release is closed.
+func heldStateUpstream(arrived chan<- string, release <-chan struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/whoami") {
+			fmt.Fprint(w, `{}`)
+			return
+		}
+		arrived <- r.URL.EscapedPath()
+		<-release
+		fmt.Fprint(w, `{}`)
+	})
+}
+
+// roomStateQueued waits, at most 5 s, until g's room_state queue holds n
+// requests.
+func roomStateQueued(t *testing.T, g *Gate, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, cs := g.adm.Snapshot(); cs[matrix.RoomState].Queued == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("room_state queue did not reach %d", n)
+		}
+		time.Sleep(time.Millisecond) // polling the admission state, bounded above
 	}
 }

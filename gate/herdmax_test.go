@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,15 +35,7 @@ func TestRelanedRefusalsGetTheHerdRetryAfter(t *testing.T) {
 	g.configureAdmission(g.cfg.Load())
 	arrived := make(chan string, 16)
 	release := make(chan struct{})
-	h := g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/whoami") {
-			fmt.Fprint(w, `{}`)
-			return
-		}
-		arrived <- r.URL.EscapedPath()
-		<-release
-		fmt.Fprint(w, `{}`)
-	}))
+	h := g.Middleware(heldStateUpstream(arrived, release))
 	signIn(h, "user-", 6)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -57,19 +48,7 @@ func TestRelanedRefusalsGetTheHerdRetryAfter(t *testing.T) {
 			mu.Unlock()
 		})
 	}
-	queued := func(n int) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if _, cs := g.adm.Snapshot(); cs[matrix.RoomState].Queued == n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("room_state queue did not reach %d", n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	queued := func(n int) { t.Helper(); roomStateQueued(t, g, n) }
 	const big = "%21big%3Ax"
 	state("%21a%3Ax", 4)
 	state("%21b%3Ax", 5)
