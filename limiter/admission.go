@@ -377,8 +377,8 @@ func (a *Admission) herdRoomLocked(c *classState, now time.Time) bool {
 		// The cap in force is lowered (an adaptive limit, slow start):
 		// this gateway keeps its own reserve of it too.
 		return c.herdInflight < min(h, n-herdReserve(n))
-	case h > 0:
-		return c.herdInflight < h && (n <= 0 || c.herdInflight < n)
+	case h > 0: // the cap itself is hasRoomLocked's to check
+		return c.herdInflight < h
 	}
 	return n <= 0 || c.herdInflight < n-herdReserve(n)
 }
