@@ -61,6 +61,7 @@ type Gate struct {
 	coalescer *herd.Coalescer
 	detector  atomic.Pointer[herd.Detector]
 	herdOn    atomic.Bool     // a herd is active somewhere (herd.go)
+	answers   answerTimes     // per class, for coalescingLead
 	sharer    *stateSharer    // share_state (sharestate.go)
 	accepted  *acceptedTokens // tokens the homeserver accepted (identity.go)
 

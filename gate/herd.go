@@ -21,10 +21,10 @@ const coalesceWaitExtra = time.Minute
 // No-store answers are still never cached after the group completes and
 // never shared across tokens.
 //
-// A leader's fetch is detached from its client so that the first client
-// leaving does not fail the others; once every one of them has gone it is
-// cancelled after coalesceOrphanGrace, so that a stuck upstream does not
-// hold the class's slot for nobody.
+// A leader's fetch is detached from its client only where that may save
+// the homeserver work (coalescelead.go); once every one of its clients has
+// gone it is cancelled after coalesceOrphanGrace, so that a stuck upstream
+// does not hold the class's slot for nobody.
 func newCoalescer() *herd.Coalescer {
 	return herd.NewCoalescer(herd.CoalescerConfig{ShareNoStoreInFlight: true, OrphanGrace: coalesceOrphanGrace})
 }

@@ -128,16 +128,11 @@ func (g *Gate) ServeNext(w http.ResponseWriter, r *http.Request, next Next) erro
 // completion cache.
 func (f *flow) coalesce(w http.ResponseWriter, r *http.Request, key herd.Key) error {
 	class := f.req.Class
-	outcome, err := f.g.coalescer.Do(w, r, key, f.limits.Coalesce, f.limits.QueueTimeout+coalesceWaitExtra, f.pass)
+	outcome, err := f.g.coalescer.Do(w, r, key, f.g.coalescingLead(class), f.limits.Coalesce, f.limits.QueueTimeout+coalesceWaitExtra, f.pass)
 	switch outcome {
 	case herd.Coalesced, herd.Cached:
 		var rej *Rejection
-		if errors.As(err, &rej) && rej.Outcome == OutcomeCanceled {
-			// The leader's client left while queued, so the leader never
-			// went upstream; this waiter goes through admission itself.
-			return f.pass(w, r)
-		}
-		if rej != nil {
+		if errors.As(err, &rej) {
 			// The leader was refused: refuse this waiter too, for the same
 			// reason, with its own jittered Retry-After so the group does not
 			// return together.
@@ -291,6 +286,7 @@ func (f *flow) serve(t *limiter.Ticket, w http.ResponseWriter, r *http.Request, 
 	end := g.now()
 	a = newAttempt(sw.status, err, f.body, f.client)
 	m.upstreamDuration.Observe(end.Sub(t.Granted).Seconds())
+	g.answers.observe(class, end.Sub(t.Granted))
 	m.responses[codeClass(a.status())].Inc()
 	g.upstream.record(a, end)
 	g.noteTokenVerdict(r, &f.req, sw.status) // herds count only accepted tokens (identity.go)

@@ -19,13 +19,13 @@ type CoalescerConfig struct {
 	CacheBytes int64
 	// MaxEntries caps in-flight groups plus cached entries. Default 10000.
 	MaxEntries int
-	// FetchTimeout bounds a leader's upstream fetch, which is detached from
-	// its client, and a waiter asked to wait without a deadline. Default 5m.
+	// FetchTimeout bounds a detached leader's upstream fetch (LeadDetached)
+	// and a waiter asked to wait without a deadline. Default 5m.
 	FetchTimeout time.Duration
-	// OrphanGrace is how long a leader's fetch goes on once its own client
-	// and every waiter have gone: a request that arrives meanwhile joins it,
-	// else it is cancelled, so that nobody's fetch holds the upstream (and
-	// an admission slot) for FetchTimeout. Default 2s.
+	// OrphanGrace is how long a detached leader's fetch goes on once its own
+	// client and every waiter have gone: a request that arrives meanwhile
+	// joins it, else it is cancelled, so that nobody's fetch holds the
+	// upstream (and an admission slot) for FetchTimeout. Default 2s.
 	OrphanGrace time.Duration
 	// ShareNoStoreInFlight lets a per-token (non-shared) key hand a
 	// Cache-Control: no-store response to the waiters of the same in-flight
@@ -83,6 +83,27 @@ const (
 	Abandoned
 )
 
+// Lead says how a group's leader fetches.
+type Lead uint8
+
+const (
+	// LeadAttached: the leader fetches on its own client's request, as it
+	// would alone. If that client leaves before the answer is complete, the
+	// fetch ends with it and the group's waiters elect a new leader among
+	// themselves. It costs nothing beyond the group.
+	LeadAttached Lead = iota
+	// LeadDetached: the leader fetches on a context detached from its client,
+	// so that the fetch goes on for the waiters when the client leaves, and
+	// for OrphanGrace after everyone has gone, for a client that gives up and
+	// asks again. It costs a context, a timer, a watch on the client's
+	// context and a copy of the request per leader.
+	LeadDetached
+)
+
+// maxElections bounds how many groups one waiter may wait on whose leader
+// left or broke off; then it fetches for itself.
+const maxElections = 3
+
 // ErrWaitTimeout is returned by Do to a waiter whose wait deadline passed
 // before its group's answer arrived.
 var ErrWaitTimeout = errors.New("herd: timed out waiting for a coalesced request")
@@ -127,64 +148,88 @@ func (c *Coalescer) Waiting() int {
 //     r.Context() and wait (wait <= 0: FetchTimeout), and replays its status,
 //     headers and body with X-Mxgate-Coalesced: 1 (Coalesced), returns its
 //     fetch error (Coalesced, err), or — if the answer is not shareable —
-//     calls fetch(w, r) itself (Passthrough). If the wait ends first, Do
-//     writes nothing and returns Abandoned with r.Context().Err() or
-//     ErrWaitTimeout.
-//   - Otherwise this request leads: Do calls fetch on a request whose context
-//     is detached from the client and bounded by FetchTimeout (or cancelled
-//     OrphanGrace after the client and every waiter have gone), with a writer
-//     that streams to w and records the answer for the waiters. A shareable
-//     answer below 500 and other than 429 is then cached for ttl (ttl <= 0:
-//     not cached). An answer that will not be cached is recorded only if a
-//     waiter has joined by the time its headers arrive; if none has, the
-//     group closes then and a later identical request leads its own fetch.
-//     Returns Leader and fetch's error.
+//     calls fetch(w, r) itself (Passthrough). If the group ends without an
+//     answer because its leader's client left (and the fetch failed with it)
+//     or its fetch panicked, the waiters elect a new leader: Do starts over,
+//     and after maxElections such groups fetches for itself (Passthrough).
+//     If the wait ends first, Do writes nothing and returns Abandoned with
+//     r.Context().Err() or ErrWaitTimeout.
+//   - Otherwise this request leads: Do calls fetch as lead says (LeadAttached:
+//     with r; LeadDetached: with a copy of r whose context is detached from
+//     the client, bounded by FetchTimeout and cancelled OrphanGrace after
+//     the client and every waiter have gone) and a writer that streams to w
+//     and records the answer for the waiters. A shareable answer below 500
+//     and other than 429 is then cached for ttl (ttl <= 0: not cached). An
+//     answer that will not be cached is recorded only if a waiter has joined
+//     by the time its headers arrive; if none has, the group closes then and
+//     a later identical request leads its own fetch. Returns Leader and
+//     fetch's error.
 //   - If MaxEntries groups and entries are all in flight, fetch(w, r) is
 //     called alone: Passthrough.
 //
 // Only the leader and passthrough requests call fetch, so a group costs the
 // upstream one request (and, in the gate, one admission slot).
-func (c *Coalescer) Do(w http.ResponseWriter, r *http.Request, key Key, ttl, wait time.Duration,
+func (c *Coalescer) Do(w http.ResponseWriter, r *http.Request, key Key, lead Lead, ttl, wait time.Duration,
 	fetch func(http.ResponseWriter, *http.Request) error) (Outcome, error) {
-	c.mu.Lock()
-	if res := c.st.lookup(key, c.now()); res != nil {
+	var deadline *time.Timer // a waiter's, over every group it waits on
+	defer func() {
+		if deadline != nil {
+			deadline.Stop()
+		}
+	}()
+	for elections := 1; ; elections++ {
+		c.mu.Lock()
+		if res := c.st.lookup(key, c.now()); res != nil {
+			c.mu.Unlock()
+			replay(w, r, res)
+			return Cached, nil
+		}
+		if g := c.st.groups[key]; g != nil {
+			c.st.waiting++
+			g.join()
+			c.mu.Unlock()
+			if deadline == nil {
+				if wait <= 0 {
+					wait = c.cfg.FetchTimeout
+				}
+				deadline = time.NewTimer(wait)
+			}
+			outcome, err := c.await(w, r, g, deadline.C, fetch)
+			if err != errElect {
+				return outcome, err
+			}
+			if elections == maxElections {
+				return Passthrough, fetch(w, r)
+			}
+			continue
+		}
+		if !c.st.roomForGroup() {
+			c.mu.Unlock()
+			return Passthrough, fetch(w, r)
+		}
+		g := newGroup()
+		c.st.groups[key] = g
 		c.mu.Unlock()
-		replay(w, r, res)
-		return Cached, nil
+		return Leader, c.lead(w, r, key, g, lead, ttl, fetch)
 	}
-	if g := c.st.groups[key]; g != nil {
-		c.st.waiting++
-		g.join()
-		c.mu.Unlock()
-		return c.await(w, r, g, wait, fetch)
-	}
-	if !c.st.roomForGroup() {
-		c.mu.Unlock()
-		return Passthrough, fetch(w, r)
-	}
-	g := newGroup()
-	c.st.groups[key] = g
-	c.mu.Unlock()
-	return Leader, c.lead(w, r, key, g, ttl, fetch)
 }
 
+// errElect is await's result for a group that ended without an answer for
+// its waiters to elect a new leader: Do starts over. Nothing is written.
+var errElect = errors.New("herd: the leader left without an answer")
+
 // await waits for g's answer on behalf of one waiter (counted in
-// store.waiting by Do).
-func (c *Coalescer) await(w http.ResponseWriter, r *http.Request, g *group, wait time.Duration,
+// store.waiting by Do) until deadline fires.
+func (c *Coalescer) await(w http.ResponseWriter, r *http.Request, g *group, deadline <-chan time.Time,
 	fetch func(http.ResponseWriter, *http.Request) error) (Outcome, error) {
-	if wait <= 0 {
-		wait = c.cfg.FetchTimeout
-	}
-	timer := time.NewTimer(wait)
 	var abandoned error
 	select {
 	case <-g.done:
 	case <-r.Context().Done():
 		abandoned = r.Context().Err()
-	case <-timer.C:
+	case <-deadline:
 		abandoned = ErrWaitTimeout
 	}
-	timer.Stop()
 	c.mu.Lock()
 	c.st.waiting--
 	c.leaveLocked(g)
@@ -193,6 +238,8 @@ func (c *Coalescer) await(w http.ResponseWriter, r *http.Request, g *group, wait
 	switch {
 	case abandoned != nil:
 		return Abandoned, abandoned
+	case g.reelect:
+		return 0, errElect
 	case g.err != nil:
 		return Coalesced, g.err
 	case g.res == nil:
@@ -203,36 +250,31 @@ func (c *Coalescer) await(w http.ResponseWriter, r *http.Request, g *group, wait
 	}
 }
 
-// lead runs fetch for g on a context detached from the leader's client and
-// publishes the result. The fetch ends at FetchTimeout, or OrphanGrace
-// after the leader's client and every waiter have gone. If fetch panics
+// lead runs fetch for g as lead says and publishes the result. If the
+// answer may be incomplete — the leader's client has gone when an attached
+// fetch ends or any fetch fails (a client that left while its request
+// queued), the body is short of its Content-Length, or fetch panics
 // (httputil.ReverseProxy panics with http.ErrAbortHandler when the upstream
-// breaks mid-body), the waiters are sent upstream themselves and the panic
-// continues to the server.
-func (c *Coalescer) lead(w http.ResponseWriter, r *http.Request, key Key, g *group, ttl time.Duration,
+// or the client breaks off mid-body) — g ends without an answer for its
+// waiters to elect a new leader, and a panic continues to the server.
+func (c *Coalescer) lead(w http.ResponseWriter, r *http.Request, key Key, g *group, lead Lead, ttl time.Duration,
 	fetch func(http.ResponseWriter, *http.Request) error) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.cfg.FetchTimeout)
-	defer cancel()
-	c.mu.Lock()
-	g.cancel = cancel
-	c.mu.Unlock()
-	stop := context.AfterFunc(r.Context(), func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		g.leaderGone = true
-		c.orphanCheckLocked(g)
-	})
-	defer stop()
+	fr := r
+	if lead == LeadDetached {
+		var stop func() bool
+		fr, stop = c.detach(r, g)
+		defer stop()
+	}
 	tw := newTeeWriter(c, key, g, ttl, w)
 	completed := false
 	defer func() {
 		if !completed {
 			tw.stopRecording()
-			c.giveUp(key, g)
+			c.reelect(key, g)
 		}
 	}()
 
-	err := fetch(tw, r.WithContext(ctx))
+	err := fetch(tw, fr)
 	if !tw.wroteHeader {
 		if err != nil {
 			tw.abandonHeader()
@@ -240,9 +282,38 @@ func (c *Coalescer) lead(w http.ResponseWriter, r *http.Request, key Key, g *gro
 			tw.WriteHeader(http.StatusOK) // what net/http sends for a handler that wrote nothing
 		}
 	}
-	c.complete(key, g, tw, r.Method, err, ttl)
+	if r.Context().Err() != nil && (err != nil || lead == LeadAttached) || tw.cutShort(r.Method) {
+		// The answer may be incomplete: its client left while it was
+		// fetched on the client's context (a proxy may then end without an
+		// error), or while it queued, or its body came short.
+		tw.stopRecording()
+		c.reelect(key, g)
+	} else {
+		c.complete(key, g, tw, r.Method, err, ttl)
+	}
 	completed = true
 	return err
+}
+
+// detach returns a copy of r for a detached leader's fetch: its context
+// keeps r's values, not its cancellation, ends at FetchTimeout, and is
+// cancelled OrphanGrace after r's client and every waiter of g have gone.
+// stop releases what detach set up once the fetch is over.
+func (c *Coalescer) detach(r *http.Request, g *group) (fr *http.Request, stop func() bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.cfg.FetchTimeout)
+	c.mu.Lock()
+	g.cancel = cancel
+	c.mu.Unlock()
+	unwatch := context.AfterFunc(r.Context(), func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		g.leaderGone = true
+		c.orphanCheckLocked(g)
+	})
+	return r.WithContext(ctx), func() bool {
+		cancel()
+		return unwatch()
+	}
 }
 
 // complete publishes the leader's final result and caches it if allowed.
@@ -296,6 +367,17 @@ func (c *Coalescer) releaseIfAlone(key Key, g *group) bool {
 func (c *Coalescer) giveUp(key Key, g *group) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.releaseLocked(key, g, nil, nil)
+}
+
+// reelect ends g without an answer for its waiters to elect a new leader
+// (no-op if g was already released: its waiters have their result).
+func (c *Coalescer) reelect(key Key, g *group) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !g.released {
+		g.reelect = true
+	}
 	c.releaseLocked(key, g, nil, nil)
 }
 

@@ -14,7 +14,9 @@ import (
 //   - res != nil: a complete shareable answer, replayed to every waiter;
 //   - err != nil: fetch failed, every waiter returns the same error;
 //   - both nil: the answer is not shareable (too big, Set-Cookie, no-store,
-//     ...) or the leader aborted; each waiter fetches for itself.
+//     ...); each waiter fetches for itself. With reelect set, the leader's
+//     client left before the answer or its fetch panicked; the waiters
+//     elect a new leader among themselves.
 //
 // A non-shareable answer is published as soon as that is known (at its
 // headers, or when its body outgrows the cap), not when it completes, so
@@ -24,6 +26,7 @@ type group struct {
 	released bool // guarded by Coalescer.mu
 	res      *response
 	err      error
+	reelect  bool
 
 	// Fields for cancelling an orphaned fetch, guarded by Coalescer.mu.
 	waiters    int                // waiters blocked on done

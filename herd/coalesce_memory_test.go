@@ -67,7 +67,7 @@ func TestCacheHeapStaysWithinBudget(t *testing.T) {
 					t.Fatal("not coalescible")
 				}
 				clear(w.h)
-				_, err := c.Do(w, r, key, time.Hour, 0, func(w http.ResponseWriter, _ *http.Request) error {
+				_, err := c.Do(w, r, key, LeadDetached, time.Hour, 0, func(w http.ResponseWriter, _ *http.Request) error {
 					h := w.Header()
 					h.Set("Content-Type", "application/json")
 					h.Set("Cache-Control", "max-age=3600")

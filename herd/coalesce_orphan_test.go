@@ -29,7 +29,7 @@ func TestOrphanedFetchIsCancelledAfterGrace(t *testing.T) {
 	leaderDone := make(chan struct{})
 	go func() {
 		defer close(leaderDone)
-		c.Do(httptest.NewRecorder(), r, key, 0, 0, stuck)
+		c.Do(httptest.NewRecorder(), r, key, LeadDetached, 0, 0, stuck)
 	}()
 	testkit.Eventually(t, "the group to start", func() bool { g, _, _ := c.Len(); return g == 1 })
 
@@ -37,7 +37,7 @@ func TestOrphanedFetchIsCancelledAfterGrace(t *testing.T) {
 	waiterCtx, waiterLeaves := context.WithCancel(context.Background())
 	waiterDone := make(chan Outcome, 1)
 	go func() {
-		o, _ := c.Do(httptest.NewRecorder(), r.WithContext(waiterCtx), key, 0, time.Minute, stuck)
+		o, _ := c.Do(httptest.NewRecorder(), r.WithContext(waiterCtx), key, LeadDetached, 0, time.Minute, stuck)
 		waiterDone <- o
 	}()
 	testkit.Eventually(t, "the waiter", func() bool { return c.Waiting() == 1 })

@@ -37,6 +37,7 @@ type teeWriter struct {
 	recording   bool  // the answer is still shareable and being recorded
 	recorded    http.Header
 	headLength  string // a HEAD answer's Content-Length, recorded
+	declared    int64  // the recorded answer's Content-Length, -1 if none
 	body        []byte
 	reserved    int64 // the body's capacity, charged to the budget
 }
@@ -52,7 +53,7 @@ type headerField struct {
 const maxPrealloc = 1 << 20
 
 func newTeeWriter(c *Coalescer, key Key, g *group, ttl time.Duration, client http.ResponseWriter) *teeWriter {
-	t := &teeWriter{c: c, key: key, g: g, ttl: ttl, client: client, header: client.Header()}
+	t := &teeWriter{c: c, key: key, g: g, ttl: ttl, client: client, header: client.Header(), declared: -1}
 	t.outer = t.inline[:0]
 	for name, values := range t.header {
 		t.outer = append(t.outer, headerField{name, values})
@@ -102,6 +103,7 @@ func (t *teeWriter) WriteHeader(code int) {
 	}
 	if t.recording {
 		if n, err := strconv.ParseInt(t.header.Get("Content-Length"), 10, 64); err == nil {
+			t.declared = n
 			if n > t.c.cfg.MaxBodyBytes {
 				t.recording = false
 			} else if n > 0 {
@@ -187,6 +189,13 @@ func (t *teeWriter) recordedBody() []byte {
 		t.reserved -= int64(spare)
 	}
 	return t.body
+}
+
+// cutShort reports a recorded body that ended short of (or past) its
+// Content-Length: a proxy that loses the upstream mid-body may end without
+// an error. A HEAD answer has no body to compare.
+func (t *teeWriter) cutShort(method string) bool {
+	return t.recording && method != http.MethodHead && t.declared >= 0 && int64(len(t.body)) != t.declared
 }
 
 // stopRecording drops the recorded body and returns its bytes to the budget.

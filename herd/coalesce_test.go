@@ -175,7 +175,7 @@ func TestLeaderDisconnectDoesNotFailWaiters(t *testing.T) {
 	leaderDone := make(chan error, 1)
 	go func() {
 		r := httptest.NewRequest(http.MethodGet, "/_matrix/client/v3/rooms/!r:x/state", nil).WithContext(leaderCtx)
-		outcome, err := c.Do(leaderW, r, key, time.Minute, time.Minute, u.fetch)
+		outcome, err := c.Do(leaderW, r, key, LeadDetached, time.Minute, time.Minute, u.fetch)
 		if outcome != Leader {
 			err = fmt.Errorf("leader outcome %v", outcome)
 		}
@@ -188,7 +188,7 @@ func TestLeaderDisconnectDoesNotFailWaiters(t *testing.T) {
 	for range waiters {
 		go func() {
 			w := httptest.NewRecorder()
-			outcome, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/_matrix/client/v3/rooms/!r:x/state", nil), key, time.Minute, time.Minute, u.fetch)
+			outcome, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/_matrix/client/v3/rooms/!r:x/state", nil), key, LeadDetached, time.Minute, time.Minute, u.fetch)
 			if outcome != Coalesced || err != nil {
 				t.Errorf("waiter: outcome %v err %v, want coalesced", outcome, err)
 			}
@@ -284,7 +284,7 @@ func TestFetchErrorIsReturnedToEveryWaiter(t *testing.T) {
 	outcomes := make(chan Outcome, n)
 	for range n {
 		calls.Go(func() {
-			o, err := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch)
+			o, err := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadDetached, time.Hour, time.Minute, fetch)
 			outcomes <- o
 			errs <- err
 		})
@@ -305,7 +305,7 @@ func TestFetchErrorIsReturnedToEveryWaiter(t *testing.T) {
 	}
 	// Not cached: the next request fetches again.
 	go func() { <-started }()
-	if o, err := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch); o != Leader || !errors.Is(err, errDial) {
+	if o, err := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadDetached, time.Hour, time.Minute, fetch); o != Leader || !errors.Is(err, errDial) {
 		t.Fatalf("repeat: %v %v, want a new leader", o, err)
 	}
 }
@@ -381,7 +381,7 @@ func TestOversizedResponseStreamsToLeaderAndSendsWaitersUpstream(t *testing.T) {
 		go func() {
 			w := httptest.NewRecorder()
 			r := httptest.NewRequest(http.MethodGet, front.URL+"/_matrix/media/v3/download/x/y", nil)
-			o, err := c.Do(w, r, key, time.Hour, time.Minute, u.fetch)
+			o, err := c.Do(w, r, key, LeadDetached, time.Hour, time.Minute, u.fetch)
 			if err == nil && o != Passthrough {
 				err = fmt.Errorf("outcome %v, want passthrough", o)
 			}
@@ -459,7 +459,7 @@ func TestUnshareableResponsesAreNotReused(t *testing.T) {
 			key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/x", nil), false)
 			do := func() (Outcome, *httptest.ResponseRecorder) {
 				w := httptest.NewRecorder()
-				o, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch)
+				o, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadDetached, time.Hour, time.Minute, fetch)
 				if err != nil {
 					t.Error(err)
 				}
@@ -540,7 +540,7 @@ func TestCompletionCacheExpiresAfterTTL(t *testing.T) {
 	key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/x", nil), false)
 	do := func() (Outcome, *httptest.ResponseRecorder) {
 		w := httptest.NewRecorder()
-		o, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, 10*time.Second, time.Minute, fetch)
+		o, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadDetached, 10*time.Second, time.Minute, fetch)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -579,7 +579,7 @@ func TestHEADReplaysHeadersOnly(t *testing.T) {
 	key, _ := keyFor(httptest.NewRequest(http.MethodHead, "/m", nil), true)
 	for i, want := range []Outcome{Leader, Cached} {
 		w := httptest.NewRecorder()
-		o, err := c.Do(w, httptest.NewRequest(http.MethodHead, "/m", nil), key, time.Hour, time.Minute, fetch)
+		o, err := c.Do(w, httptest.NewRequest(http.MethodHead, "/m", nil), key, LeadDetached, time.Hour, time.Minute, fetch)
 		if err != nil || o != want {
 			t.Fatalf("request %d: %v %v, want %v", i, o, err, want)
 		}
@@ -604,7 +604,7 @@ func TestCacheByteBudgetAndEntryCap(t *testing.T) {
 	}
 	do := func(path string) Outcome {
 		key, _ := keyFor(httptest.NewRequest(http.MethodGet, path, nil), false)
-		o, err := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, path, nil), key, time.Hour, time.Minute, fetch)
+		o, err := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, path, nil), key, LeadDetached, time.Hour, time.Minute, fetch)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -630,7 +630,7 @@ func TestCacheByteBudgetAndEntryCap(t *testing.T) {
 	c2 := NewCoalescer(CoalescerConfig{CacheBytes: 1 << 10})
 	key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/big", nil), false)
 	w := httptest.NewRecorder()
-	if o, _ := c2.Do(w, httptest.NewRequest(http.MethodGet, "/big", nil), key, time.Hour, time.Minute, fetch); o != Leader || w.Body.Len() != len(body) {
+	if o, _ := c2.Do(w, httptest.NewRequest(http.MethodGet, "/big", nil), key, LeadDetached, time.Hour, time.Minute, fetch); o != Leader || w.Body.Len() != len(body) {
 		t.Fatalf("over-budget response: %v, %d bytes", o, w.Body.Len())
 	}
 	if _, entries, used := c2.Len(); entries != 0 || used != 0 {
@@ -651,11 +651,11 @@ func TestFullCoalescerPassesThrough(t *testing.T) {
 	k2, _ := keyFor(httptest.NewRequest(http.MethodGet, "/b", nil), false)
 	done := make(chan Outcome)
 	go func() {
-		o, _ := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/a", nil), k1, 0, time.Minute, blocking)
+		o, _ := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/a", nil), k1, LeadDetached, 0, time.Minute, blocking)
 		done <- o
 	}()
 	<-started
-	o, _ := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/b", nil), k2, 0, time.Minute,
+	o, _ := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/b", nil), k2, LeadDetached, 0, time.Minute,
 		func(w http.ResponseWriter, r *http.Request) error { return nil })
 	if o != Passthrough {
 		t.Fatalf("with every slot in flight: %v, want passthrough", o)
@@ -680,19 +680,19 @@ func TestWaiterDeadlineAndCancel(t *testing.T) {
 	leaderDone := make(chan struct{})
 	go func() {
 		defer close(leaderDone)
-		_, _ = c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil), key, 0, time.Minute, fetch)
+		_, _ = c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadDetached, 0, time.Minute, fetch)
 	}()
 	<-started
 
 	w := httptest.NewRecorder()
-	o, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, 0, 20*time.Millisecond, fetch)
+	o, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadDetached, 0, 20*time.Millisecond, fetch)
 	if o != Abandoned || !errors.Is(err, ErrWaitTimeout) || w.Body.Len() != 0 {
 		t.Fatalf("deadline: %v %v, %d bytes written; want abandoned, ErrWaitTimeout, nothing written", o, err, w.Body.Len())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	canceled := make(chan error, 1)
 	go func() {
-		_, err := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil).WithContext(ctx), key, 0, time.Hour, fetch)
+		_, err := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil).WithContext(ctx), key, LeadDetached, 0, time.Hour, fetch)
 		canceled <- err
 	}()
 	testkit.Eventually(t, "waiter", func() bool { return c.Waiting() == 1 })
@@ -707,7 +707,10 @@ func TestWaiterDeadlineAndCancel(t *testing.T) {
 	<-leaderDone
 }
 
-func TestLeaderPanicSendsWaitersUpstream(t *testing.T) {
+// A leader whose fetch panics (a proxy's abort when the upstream breaks off
+// mid-body) hands the group to its waiters: one of them leads a fetch of
+// its own.
+func TestLeaderPanicHandsTheGroupToAWaiter(t *testing.T) {
 	testkit.NoGoroutineLeak(t)
 	c := NewCoalescer(CoalescerConfig{})
 	started, release := make(chan struct{}), make(chan struct{})
@@ -715,7 +718,7 @@ func TestLeaderPanicSendsWaitersUpstream(t *testing.T) {
 	panicked := make(chan any, 1)
 	go func() {
 		defer func() { panicked <- recover() }()
-		_, _ = c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute,
+		_, _ = c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadDetached, time.Hour, time.Minute,
 			func(w http.ResponseWriter, r *http.Request) error {
 				fmt.Fprint(w, "partial")
 				close(started)
@@ -727,7 +730,7 @@ func TestLeaderPanicSendsWaitersUpstream(t *testing.T) {
 	waiter := make(chan Outcome, 1)
 	go func() {
 		w := httptest.NewRecorder()
-		o, _ := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute,
+		o, _ := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadDetached, time.Hour, time.Minute,
 			func(w http.ResponseWriter, r *http.Request) error { fmt.Fprint(w, "own"); return nil })
 		if w.Body.String() != "own" {
 			t.Errorf("waiter body %q", w.Body.String())
@@ -739,11 +742,15 @@ func TestLeaderPanicSendsWaitersUpstream(t *testing.T) {
 	if p := <-panicked; p != http.ErrAbortHandler {
 		t.Fatalf("leader's panic %v not propagated", p)
 	}
-	if o := <-waiter; o != Passthrough {
-		t.Fatalf("waiter after leader panic: %v, want passthrough", o)
+	if o := <-waiter; o != Leader {
+		t.Fatalf("waiter after leader panic: %v, want it to lead", o)
 	}
-	if groups, entries, used := c.Len(); groups != 0 || entries != 0 || used != 0 {
-		t.Fatalf("after panic: groups=%d entries=%d bytes=%d", groups, entries, used)
+	// What is kept is the new leader's complete answer, never the broken one.
+	w := httptest.NewRecorder()
+	o, _ := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadDetached, time.Hour, time.Minute,
+		func(http.ResponseWriter, *http.Request) error { t.Error("fetched again"); return nil })
+	if groups, _, _ := c.Len(); o != Cached || w.Body.String() != "own" || groups != 0 {
+		t.Fatalf("after the panic: %v %q, %d groups; want the new leader's cached answer", o, w.Body.String(), groups)
 	}
 }
 
@@ -770,7 +777,7 @@ func TestLoneLeaderOfUncacheableAnswerRecordsNothing(t *testing.T) {
 	key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/x", nil), false)
 	leader := make(chan Outcome, 1)
 	go func() {
-		o, _ := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch)
+		o, _ := c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadDetached, time.Hour, time.Minute, fetch)
 		leader <- o
 	}()
 	<-headersSent
@@ -778,7 +785,7 @@ func TestLoneLeaderOfUncacheableAnswerRecordsNothing(t *testing.T) {
 		t.Errorf("while the lone leader streams: %d groups, %d bytes held; want none", groups, held)
 	}
 	w := httptest.NewRecorder()
-	if o, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch); o != Leader || err != nil || w.Body.String() != "answer-bytes" {
+	if o, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadDetached, time.Hour, time.Minute, fetch); o != Leader || err != nil || w.Body.String() != "answer-bytes" {
 		t.Errorf("a request during the stream: %v, %v, %q; want its own fetch", o, err, w.Body.String())
 	}
 	close(finish)
@@ -811,14 +818,14 @@ func TestOuterHeadersStayWithTheLeader(t *testing.T) {
 	leaderW.Header().Set("Content-Type", "text/plain") // fetch's value wins
 	done := make(chan Outcome, 1)
 	go func() {
-		o, _ := c.Do(leaderW, httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch)
+		o, _ := c.Do(leaderW, httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadDetached, time.Hour, time.Minute, fetch)
 		done <- o
 	}()
 	<-started
 	waiterW := httptest.NewRecorder()
 	waiter := make(chan Outcome, 1)
 	go func() {
-		o, _ := c.Do(waiterW, httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch)
+		o, _ := c.Do(waiterW, httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadDetached, time.Hour, time.Minute, fetch)
 		waiter <- o
 	}()
 	testkit.Eventually(t, "waiter", func() bool { return c.Waiting() == 1 })
@@ -839,7 +846,7 @@ func TestOuterHeadersStayWithTheLeader(t *testing.T) {
 	}
 	// The cached copy is the same recording.
 	cachedW := httptest.NewRecorder()
-	if o, _ := c.Do(cachedW, httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch); o != Cached || cachedW.Header().Get("X-Outer") != "" {
+	if o, _ := c.Do(cachedW, httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadDetached, time.Hour, time.Minute, fetch); o != Cached || cachedW.Header().Get("X-Outer") != "" {
 		t.Errorf("cached replay: %v, X-Outer %q", o, cachedW.Header().Get("X-Outer"))
 	}
 }
@@ -854,7 +861,7 @@ func TestFailedFetchLeavesTheLeadersHeaderAsItFoundIt(t *testing.T) {
 	key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/x", nil), false)
 	w := httptest.NewRecorder()
 	w.Header().Set("Server", "Caddy")
-	if o, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, time.Hour, time.Minute, fetch); o != Leader || !errors.Is(err, errDial) {
+	if o, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadDetached, time.Hour, time.Minute, fetch); o != Leader || !errors.Is(err, errDial) {
 		t.Fatalf("Do: %v, %v", o, err)
 	}
 	if got := w.Header(); len(got) != 1 || got.Get("Server") != "Caddy" {

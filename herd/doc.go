@@ -25,9 +25,12 @@
 //     the credential digest) are dropped. Host and the request headers that
 //     can change a Matrix answer (Accept, Accept-Encoding, Accept-Language,
 //     Origin, Cookie, conditional headers) are part of the key.
-//   - The upstream fetch runs on a context detached from the first client and
-//     bounded by FetchTimeout: the first client leaving does not fail the
-//     others. Every waiter has its own deadline and its own context.
+//   - The first client leaving does not fail the others: a detached leader's
+//     fetch (LeadDetached) goes on for them, bounded by FetchTimeout; an
+//     attached one ends with its client and the waiters elect a new leader.
+//     An answer that may be incomplete (its client left during an attached
+//     fetch, its body is short of its Content-Length, or its fetch panicked)
+//     is never shared. Every waiter has its own deadline and its own context.
 //   - Responses with Set-Cookie, Cache-Control: no-store, a Vary header naming a
 //     request header outside the key, trailers, or a body over MaxBodyBytes are
 //     not shared; waiters then call fetch with their own request (which, in the

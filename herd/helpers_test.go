@@ -67,7 +67,7 @@ func newGateway(t *testing.T, c *Coalescer, u *upstream, ttl, wait time.Duration
 			_ = u.fetch(w, r)
 			return
 		}
-		if outcome, err := c.Do(w, r, key, ttl, wait, u.fetch); outcome == Abandoned && err != nil {
+		if outcome, err := c.Do(w, r, key, LeadDetached, ttl, wait, u.fetch); outcome == Abandoned && err != nil {
 			http.Error(w, "abandoned", http.StatusTooManyRequests)
 		}
 	}))
