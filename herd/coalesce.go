@@ -282,10 +282,11 @@ func (c *Coalescer) lead(w http.ResponseWriter, r *http.Request, key Key, g *gro
 			tw.WriteHeader(http.StatusOK) // what net/http sends for a handler that wrote nothing
 		}
 	}
-	if r.Context().Err() != nil && (err != nil || lead == LeadAttached) || tw.cutShort(r.Method) {
-		// The answer may be incomplete: its client left while it was
-		// fetched on the client's context (a proxy may then end without an
-		// error), or while it queued, or its body came short.
+	if fr.Context().Err() != nil || r.Context().Err() != nil && err != nil || tw.cutShort(r.Method) {
+		// The answer may be incomplete: the fetch's context ended (its
+		// client left during an attached fetch, or a detached one was
+		// cancelled as orphaned; Caddy then answers 499 without an error),
+		// its client left while it queued, or its body came short.
 		tw.stopRecording()
 		c.reelect(key, g)
 	} else {

@@ -193,9 +193,10 @@ func (t *teeWriter) recordedBody() []byte {
 
 // cutShort reports a recorded body that ended short of (or past) its
 // Content-Length: a proxy that loses the upstream mid-body may end without
-// an error. A HEAD answer has no body to compare.
+// an error. A HEAD answer, a 204 and a 304 have no body to compare.
 func (t *teeWriter) cutShort(method string) bool {
-	return t.recording && method != http.MethodHead && t.declared >= 0 && int64(len(t.body)) != t.declared
+	bodyless := method == http.MethodHead || t.status == http.StatusNoContent || t.status == http.StatusNotModified
+	return t.recording && !bodyless && t.declared >= 0 && int64(len(t.body)) != t.declared
 }
 
 // stopRecording drops the recorded body and returns its bytes to the budget.
