@@ -149,9 +149,9 @@ func (c *Coalescer) Waiting() int {
 //     headers and body with X-Mxgate-Coalesced: 1 (Coalesced), returns its
 //     fetch error (Coalesced, err), or — if the answer is not shareable —
 //     calls fetch(w, r) itself (Passthrough). If the group ends without an
-//     answer because its leader's client left (and the fetch failed with it)
-//     or its fetch panicked, the waiters elect a new leader: Do starts over,
-//     and after maxElections such groups fetches for itself (Passthrough).
+//     answer because the leader's may be incomplete (see lead), the waiters
+//     elect a new leader: Do starts over, and after maxElections such groups
+//     fetches for itself (Passthrough).
 //     If the wait ends first, Do writes nothing and returns Abandoned with
 //     r.Context().Err() or ErrWaitTimeout.
 //   - Otherwise this request leads: Do calls fetch as lead says (LeadAttached:
@@ -251,17 +251,19 @@ func (c *Coalescer) await(w http.ResponseWriter, r *http.Request, g *group, dead
 }
 
 // lead runs fetch for g as lead says and publishes the result. If the
-// answer may be incomplete — the leader's client has gone when an attached
-// fetch ends or any fetch fails (a client that left while its request
-// queued), the body is short of its Content-Length, or fetch panics
-// (httputil.ReverseProxy panics with http.ErrAbortHandler when the upstream
-// or the client breaks off mid-body) — g ends without an answer for its
-// waiters to elect a new leader, and a panic continues to the server.
+// answer may be incomplete — the fetch's context ended before fetch
+// returned (its client left during an attached fetch, or a detached one
+// was cancelled as orphaned), the leader's client has gone and fetch
+// failed (it left while its request queued), the body is short of its
+// Content-Length, or fetch panicked (httputil.ReverseProxy panics with
+// http.ErrAbortHandler when the upstream or the client breaks off
+// mid-body) — g ends without an answer for its waiters to elect a new
+// leader, and a panic continues to the server.
 func (c *Coalescer) lead(w http.ResponseWriter, r *http.Request, key Key, g *group, lead Lead, ttl time.Duration,
 	fetch func(http.ResponseWriter, *http.Request) error) error {
 	fr := r
 	if lead == LeadDetached {
-		var stop func() bool
+		var stop func()
 		fr, stop = c.detach(r, g)
 		defer stop()
 	}
@@ -300,7 +302,7 @@ func (c *Coalescer) lead(w http.ResponseWriter, r *http.Request, key Key, g *gro
 // keeps r's values, not its cancellation, ends at FetchTimeout, and is
 // cancelled OrphanGrace after r's client and every waiter of g have gone.
 // stop releases what detach set up once the fetch is over.
-func (c *Coalescer) detach(r *http.Request, g *group) (fr *http.Request, stop func() bool) {
+func (c *Coalescer) detach(r *http.Request, g *group) (fr *http.Request, stop func()) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.cfg.FetchTimeout)
 	c.mu.Lock()
 	g.cancel = cancel
@@ -311,9 +313,9 @@ func (c *Coalescer) detach(r *http.Request, g *group) (fr *http.Request, stop fu
 		g.leaderGone = true
 		c.orphanCheckLocked(g)
 	})
-	return r.WithContext(ctx), func() bool {
+	return r.WithContext(ctx), func() {
 		cancel()
-		return unwatch()
+		unwatch()
 	}
 }
 

@@ -15,8 +15,8 @@ import (
 //   - err != nil: fetch failed, every waiter returns the same error;
 //   - both nil: the answer is not shareable (too big, Set-Cookie, no-store,
 //     ...); each waiter fetches for itself. With reelect set, the leader's
-//     client left before the answer or its fetch panicked; the waiters
-//     elect a new leader among themselves.
+//     answer may be incomplete (Coalescer.lead); the waiters elect a new
+//     leader among themselves.
 //
 // A non-shareable answer is published as soon as that is known (at its
 // headers, or when its body outgrows the cap), not when it completes, so
