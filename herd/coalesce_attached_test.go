@@ -195,3 +195,40 @@ func TestShortBodyIsNotShared(t *testing.T) {
 		t.Fatalf("waiter got %q, want %q", got, want)
 	}
 }
+
+// A 304 (or 204) may carry a Content-Length with no body: it is a whole
+// answer, shared with the waiters rather than taken for a short body.
+func TestBodylessAnswerWithContentLengthIsShared(t *testing.T) {
+	testkit.NoGoroutineLeak(t)
+	for _, status := range []int{http.StatusNoContent, http.StatusNotModified} {
+		c := NewCoalescer(CoalescerConfig{})
+		key, _ := keyFor(httptest.NewRequest(http.MethodGet, "/x", nil), false)
+		started, release := make(chan struct{}), make(chan struct{})
+		leaderDone := make(chan struct{})
+		go func() {
+			defer close(leaderDone)
+			c.Do(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadAttached, 0, time.Minute,
+				func(w http.ResponseWriter, _ *http.Request) error {
+					w.Header().Set("Content-Length", "100")
+					close(started)
+					<-release
+					w.WriteHeader(status)
+					return nil
+				})
+		}()
+		<-started
+		waiter := make(chan string, 1)
+		go func() {
+			w := httptest.NewRecorder()
+			o, err := c.Do(w, httptest.NewRequest(http.MethodGet, "/x", nil), key, LeadAttached, 0, time.Minute,
+				func(w http.ResponseWriter, _ *http.Request) error { w.WriteHeader(http.StatusTeapot); return nil })
+			waiter <- fmt.Sprintf("%v %v %d", o, err, w.Code)
+		}()
+		testkit.Eventually(t, "the waiter", func() bool { return c.Waiting() == 1 })
+		close(release)
+		<-leaderDone
+		if got, want := <-waiter, fmt.Sprintf("%v <nil> %d", Coalesced, status); got != want {
+			t.Fatalf("%d: waiter got %q, want %q", status, got, want)
+		}
+	}
+}

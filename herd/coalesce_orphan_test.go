@@ -70,3 +70,42 @@ func TestOrphanedFetchIsCancelledAfterGrace(t *testing.T) {
 		t.Fatalf("%d groups left", g)
 	}
 }
+
+// A detached fetch cancelled as orphaned ends without an error in Caddy:
+// its reverse proxy answers the cancelled request 499 and returns nil. That
+// answer is never cached: the client that asks again gets a fetch of its
+// own, not a recorded 499.
+func TestOrphanCancelledAnswerIsNotCached(t *testing.T) {
+	testkit.NoGoroutineLeak(t)
+	const grace = 20 * time.Millisecond
+	c := NewCoalescer(CoalescerConfig{OrphanGrace: grace})
+	caddyLike := func(w http.ResponseWriter, r *http.Request) error {
+		<-r.Context().Done()
+		w.WriteHeader(499) // Caddy's status for a request whose client went away
+		return nil
+	}
+	leaderCtx, leave := context.WithCancel(context.Background())
+	r := httptest.NewRequest(http.MethodGet, "/_matrix/client/v3/rooms/%21r%3Ax/state", nil)
+	key, _ := keyFor(r, false)
+	leaderDone := make(chan struct{})
+	go func() {
+		defer close(leaderDone)
+		c.Do(httptest.NewRecorder(), r.WithContext(leaderCtx), key, LeadDetached, time.Hour, 0, caddyLike)
+	}()
+	testkit.Eventually(t, "the group to start", func() bool { g, _, _ := c.Len(); return g == 1 })
+	leave()
+	select {
+	case <-leaderDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("orphaned fetch not cancelled")
+	}
+
+	w := httptest.NewRecorder()
+	o, err := c.Do(w, r, key, LeadDetached, time.Hour, 0, func(w http.ResponseWriter, _ *http.Request) error {
+		_, err := w.Write([]byte("fresh"))
+		return err
+	})
+	if o != Leader || err != nil || w.Code != http.StatusOK || w.Body.String() != "fresh" {
+		t.Fatalf("asking again: %v %v, %d %q; want a fetch of its own (Leader, 200 fresh)", o, err, w.Code, w.Body.String())
+	}
+}
