@@ -195,7 +195,7 @@ func (t *teeWriter) recordedBody() []byte {
 // Content-Length: a proxy that loses the upstream mid-body may end without
 // an error. A HEAD answer, a 204 and a 304 have no body to compare.
 func (t *teeWriter) cutShort(method string) bool {
-	bodyless := method == http.MethodHead || t.status == http.StatusNoContent || t.status == http.StatusNotModified
+	bodyless := method == http.MethodHead || !bodyAllowed(t.status)
 	return t.recording && !bodyless && t.declared >= 0 && int64(len(t.body)) != t.declared
 }
 
