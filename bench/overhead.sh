@@ -8,6 +8,7 @@
 #   bench/overhead.sh                      # 9 pairs of 5 s per side, 32 connections
 #   PAIRS=15 DURATION=10s CONNECTIONS=64 bench/overhead.sh
 #   MXGATE_BIN=/path/to/mxgate bench/overhead.sh
+#   MODE=concurrent bench/overhead.sh      # both sides at once, see below
 #
 # Endpoints:
 #   profile   GET /_matrix/client/v3/profile/@u:x — class other, not coalesced;
@@ -19,11 +20,23 @@
 #
 # A pair is one run of each side, back to back; pairs alternate which side
 # goes first (ABBA...), so that drift on a shared machine hits both alike,
-# and each pair gives one ratio. Needs wrk (bench/install-peers.sh).
+# and each pair gives one ratio. With MODE=concurrent the two runs of a pair
+# go at the same time instead, one wrk per side, so that whatever else the
+# shared machine does in those seconds falls on both sides alike; the two
+# servers then share its CPU, and a side that costs more per request serves
+# fewer. Needs wrk (bench/install-peers.sh).
 set -euo pipefail
 
 DURATION=${DURATION:-5s}
 PAIRS=${PAIRS:-9}
+MODE=${MODE:-sequential}
+case $MODE in
+sequential | concurrent) ;;
+*)
+	echo "MODE must be sequential or concurrent, not $MODE" >&2
+	exit 2
+	;;
+esac
 CONNECTIONS=${CONNECTIONS:-32}
 PORT_BASE=${PORT_BASE:-18480}
 UPSTREAM=127.0.0.1:$PORT_BASE
@@ -155,14 +168,53 @@ run() { # side address endpoint pair
 	before=$(cputicks "$pid")
 	wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$tmp/tokens.lua" "http://$2${PATHS[$3]}" -- "$3.$1.$4" >"$tmp/$3.$1.$4.txt"
 	echo "cputicks: $(($(cputicks "$pid") - before))" >>"$tmp/$3.$1.$4.txt"
-	if grep -q "Non-2xx" "$tmp/$3.$1.$4.txt"; then
-		echo "$1 answered non-2xx on $3:" >&2
-		cat "$tmp/$3.$1.$4.txt" >&2
+	check "$1" "$3" "$4"
+}
+
+check() { # side endpoint pair
+	if grep -q "Non-2xx" "$tmp/$2.$1.$3.txt"; then
+		echo "$1 answered non-2xx on $2:" >&2
+		cat "$tmp/$2.$1.$3.txt" >&2
 		exit 1
 	fi
 }
 
-echo "wrk -t1 -c$CONNECTIONS -d$DURATION against a trivial upstream, $PAIRS alternating pairs per endpoint;"
+# run_pair endpoint pair: one run of each side, back to back (ABBA...) or,
+# with MODE=concurrent, both at once.
+run_pair() {
+	if [ "$MODE" = sequential ]; then
+		if [ $(($2 % 2)) -eq 1 ]; then
+			run plain "$PLAIN" "$1" "$2"
+			run gated "$GATED" "$1" "$2"
+		else
+			run gated "$GATED" "$1" "$2"
+			run plain "$PLAIN" "$1" "$2"
+		fi
+		return
+	fi
+	local side addr wrks=()
+	declare -A before
+	for side in plain gated; do
+		before[$side]=$(cputicks "${server_pid[$side]}")
+	done
+	for side in plain gated; do
+		addr=$PLAIN
+		[ "$side" = gated ] && addr=$GATED
+		wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$tmp/tokens.lua" "http://$addr${PATHS[$1]}" -- "$1.$side.$2" >"$tmp/$1.$side.$2.txt" &
+		wrks+=($!)
+	done
+	wait "${wrks[@]}"
+	for side in plain gated; do
+		echo "cputicks: $(($(cputicks "${server_pid[$side]}") - before[$side]))" >>"$tmp/$1.$side.$2.txt"
+		check "$side" "$1" "$2"
+	done
+}
+
+if [ "$MODE" = sequential ]; then
+	echo "wrk -t1 -c$CONNECTIONS -d$DURATION against a trivial upstream, $PAIRS alternating pairs per endpoint;"
+else
+	echo "wrk -t1 -c$CONNECTIONS -d$DURATION against a trivial upstream, $PAIRS pairs per endpoint, both sides of a pair at once;"
+fi
 echo "plain = Caddy reverse_proxy, mxgate = the same Caddy binary with \`mxgate\` (defaults) before it."
 echo "Machine: $(nproc) cores; load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
 echo
@@ -172,13 +224,7 @@ for ep in $ENDPOINTS; do
 	wrk -t1 -c"$CONNECTIONS" -d2s -s "$tmp/tokens.lua" "http://$PLAIN${PATHS[$ep]}" -- "$ep.plain.warm-up" >/dev/null
 	wrk -t1 -c"$CONNECTIONS" -d2s -s "$tmp/tokens.lua" "http://$GATED${PATHS[$ep]}" -- "$ep.gated.warm-up" >/dev/null
 	for pair in $(seq 1 "$PAIRS"); do
-		if [ $((pair % 2)) -eq 1 ]; then
-			run plain "$PLAIN" "$ep" "$pair"
-			run gated "$GATED" "$ep" "$pair"
-		else
-			run gated "$GATED" "$ep" "$pair"
-			run plain "$PLAIN" "$ep" "$pair"
-		fi
+		run_pair "$ep" "$pair"
 	done
 	per_pair() { # key, expression over p (plain) and g (gated)
 		for pair in $(seq 1 "$PAIRS"); do

@@ -29,7 +29,9 @@ const overheadBody = `{"displayname":"Benchmark User","avatar_url":"mxc://exampl
 // Endpoints: a profile lookup (class other, not coalesced) and /messages
 // (class history, coalesced) whose upstream answers as Synapse does,
 // Cache-Control: no-cache, no-store, must-revalidate, so every request is
-// proxied.
+// proxied. Every request carries a token of its own, as bench/overhead.sh
+// sends them: the gate's per-token state (the accepted set, the herd
+// detector's users) fills as it would with many clients.
 func BenchmarkCaddyHandler(b *testing.B) {
 	b.Setenv("XDG_DATA_HOME", b.TempDir())
 	upstream := startOverheadUpstream(b)
@@ -63,9 +65,11 @@ func BenchmarkCaddyHandler(b *testing.B) {
 			srv := servers[side]
 			b.Run(ep.name+"/"+side, func(b *testing.B) {
 				b.ReportAllocs()
+				token := 0
 				for b.Loop() {
+					token++
 					req := httptest.NewRequest(http.MethodGet, ep.target, nil)
-					req.Header.Set("Authorization", "Bearer syt_benchmark_token")
+					req.Header.Set("Authorization", "Bearer syt_benchmark_"+side+"_"+strconv.Itoa(token))
 					w := httptest.NewRecorder()
 					srv.ServeHTTP(w, req)
 					if w.Code != http.StatusOK || w.Body.Len() != len(overheadBody) {

@@ -60,10 +60,11 @@ type Gate struct {
 
 	coalescer *herd.Coalescer
 	detector  atomic.Pointer[herd.Detector]
-	herdOn    atomic.Bool     // a herd is active somewhere (herd.go)
-	answers   answerTimes     // per class, for coalescingLead
-	sharer    *stateSharer    // share_state (sharestate.go)
-	accepted  *acceptedTokens // tokens the homeserver accepted (identity.go)
+	herdOn    atomic.Bool                        // a herd is active somewhere (herd.go)
+	answers   answerTimes                        // per class, for coalescingLead
+	deadlines [matrix.NumClasses]answerDeadlines // armed upstream timeouts (upstreamtimeout.go)
+	sharer    *stateSharer                       // share_state (sharestate.go)
+	accepted  *acceptedTokens                    // tokens the homeserver accepted (identity.go)
 
 	counters outcomeCounters // per-class totals for Status (counters.go)
 	upstream upstreamHealth  // upstream answers for UpstreamHealth (health.go)

@@ -274,7 +274,7 @@ func (f *flow) serve(t *limiter.Ticket, w http.ResponseWriter, r *http.Request, 
 	var timer *answerTimer
 	if d := f.limits.UpstreamTimeout; d > 0 {
 		timer = &sw.answer
-		r = timer.start(r, d, f.body) // upstreamtimeout.go
+		r = timer.start(r, d, &g.deadlines[class], f.body) // upstreamtimeout.go
 		sw.timer = timer
 	}
 	err := f.callNext(sw, r)

@@ -3,10 +3,12 @@ package gate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -181,5 +183,113 @@ func TestUpstreamTimeoutStartsAfterTheBody(t *testing.T) {
 	}
 	if ev := newAttempt(0, err, nil, context.Background()).evidence(); ev != limiter.EvidenceNone {
 		t.Errorf("a timeout is evidence %v against the upstream", ev)
+	}
+}
+
+// armTimer starts a timer of after in l for a bodiless request and returns
+// it with the context it cancels.
+func armTimer(l *answerDeadlines, after time.Duration) (*answerTimer, context.Context) {
+	t := &answerTimer{}
+	r := t.start(httptest.NewRequest(http.MethodGet, "/", nil), after, l, nil)
+	return t, r.Context()
+}
+
+// waitCut waits, bounded, for ctx to be cut by its upstream timeout.
+func waitCut(t *testing.T, name string, ctx context.Context) {
+	t.Helper()
+	select {
+	case <-ctx.Done():
+		var ut upstreamTimeoutError
+		if !errors.As(context.Cause(ctx), &ut) {
+			t.Errorf("%s: cancelled with %v, not the upstream timeout", name, context.Cause(ctx))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s was not cut within 10s", name)
+	}
+}
+
+// A class's timers wait in one list behind one timer: each fires at its
+// own deadline, in deadline order, also when a reload shortened the class's
+// timeout after a longer one was armed; an answered timer leaves the list
+// and never fires.
+func TestAnswerDeadlinesFireInDeadlineOrder(t *testing.T) {
+	var l answerDeadlines
+	const long, short = 2 * time.Second, 50 * time.Millisecond
+	armed := time.Now()
+	slow, slowCtx := armTimer(&l, long)    // armed before a reload
+	fast, fastCtx := armTimer(&l, short)   // after it: expires first
+	quiet, quietCtx := armTimer(&l, short) // answered at once
+	quiet.answer()
+	later, laterCtx := armTimer(&l, short)
+
+	waitCut(t, "the short timer", fastCtx)
+	waitCut(t, "the second short timer", laterCtx)
+	if took := time.Since(armed); took >= long {
+		t.Fatalf("the short timers fired after %v, not before the long one's %v", took, long)
+	}
+	if slowCtx.Err() != nil {
+		t.Fatal("the long timer fired with the short ones")
+	}
+	waitCut(t, "the long timer", slowCtx)
+	if took := time.Since(armed); took < long {
+		t.Errorf("the long timer fired after %v, before its %v", took, long)
+	}
+	if quietCtx.Err() != nil {
+		t.Error("an answered timer fired")
+	}
+	if !slow.stop() || !fast.stop() || !later.stop() || quiet.stop() {
+		t.Error("stop does not report which timers fired")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.head != nil || l.tail != nil {
+		t.Error("timers are left in the list after every one fired or was answered")
+	}
+}
+
+// Timers armed and answered from many goroutines, answered twice (by the
+// header, then by stop) or never: the list stays whole, every unanswered
+// timer fires and no answered one does (run with -race).
+func TestAnswerDeadlinesConcurrentArmAndAnswer(t *testing.T) {
+	var l answerDeadlines
+	const n = 400
+	type armedTimer struct {
+		t        *answerTimer
+		ctx      context.Context
+		answered bool
+	}
+	timers := make([]armedTimer, n)
+	var wg sync.WaitGroup
+	for i := range timers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tm, ctx := armTimer(&l, time.Duration(50+i%7)*time.Millisecond)
+			timers[i] = armedTimer{t: tm, ctx: ctx, answered: i%3 != 0}
+			if timers[i].answered {
+				tm.answer()
+				tm.answer()
+			}
+		}()
+	}
+	wg.Wait()
+	for i, at := range timers {
+		if at.answered {
+			continue
+		}
+		waitCut(t, fmt.Sprintf("timer %d", i), at.ctx)
+	}
+	for i, at := range timers {
+		if at.answered && at.ctx.Err() != nil {
+			t.Errorf("answered timer %d fired", i)
+		}
+		if fired := at.t.stop(); fired == at.answered {
+			t.Errorf("timer %d: stop reports fired=%v, answered=%v", i, fired, at.answered)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.head != nil || l.tail != nil {
+		t.Error("timers are left in the list")
 	}
 }
