@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/mxgate/mxgate/limiter"
 )
@@ -38,6 +39,7 @@ type attempt struct {
 	// the body (errAnswerBrokenOff). It answered, so its liveness is not in
 	// question; the request may be sent again a few times (retry.go).
 	brokenOff bool
+	end       time.Time // when next returned
 }
 
 // newAttempt classifies next's result for a request whose body (nil if it

@@ -189,7 +189,7 @@ func (f *flow) pass(w http.ResponseWriter, r *http.Request) error {
 			return f.refuseAdmission(err, rs)
 		}
 		a := f.serve(&t, w, r, rs != nil)
-		retry, err := g.afterAttempt(rs, f.cfg, f.req.Class, r, a, g.now())
+		retry, err := g.afterAttempt(rs, f.cfg, f.req.Class, r, a, a.end)
 		if !retry {
 			if err == errAnswerBrokenOff {
 				// Not sent again: the break goes on as Caddy's reverse
@@ -285,6 +285,7 @@ func (f *flow) serve(t *limiter.Ticket, w http.ResponseWriter, r *http.Request, 
 	}
 	end := g.now()
 	a = newAttempt(sw.status, err, f.body, f.client)
+	a.end = end
 	m.upstreamDuration.Observe(end.Sub(t.Granted).Seconds())
 	g.answers.observe(class, end.Sub(t.Granted))
 	m.responses[codeClass(a.status())].Inc()
