@@ -170,6 +170,15 @@ func (b *clientBody) armAtEnd(t *answerTimer) {
 	t.arm()
 }
 
+// readsFrom reports whether reading body reads b: body is b, or b put back
+// behind what bufferBody read of it.
+func readsFrom(body io.ReadCloser, b *clientBody) bool {
+	if p, ok := body.(partlyReadBody); ok {
+		return p.Closer == io.Closer(b)
+	}
+	return body == io.ReadCloser(b)
+}
+
 // failed reports that reading the body failed; false for a nil watcher.
 func (b *clientBody) failed() bool { return b != nil && b.err.Load() }
 

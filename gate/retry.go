@@ -123,6 +123,13 @@ func (g *Gate) afterAttempt(rs *retryState, cfg *Config, class matrix.Class, r *
 	return true, nil
 }
 
+// partlyReadBody is a body bufferBody read part of and put back: that part,
+// then the rest of the original, which it closes.
+type partlyReadBody struct {
+	io.Reader
+	io.Closer
+}
+
 // bufferBody makes r's body replayable if it is at most maxBody bytes: it
 // reads it into memory, sets r.Body and r.GetBody over the copy and returns
 // it. ok reports whether the request can be replayed (one without a body
@@ -138,10 +145,7 @@ func bufferBody(r *http.Request, maxBody int64) (body []byte, ok bool) {
 	orig := r.Body
 	buf, err := io.ReadAll(io.LimitReader(orig, maxBody+1))
 	if err != nil || int64(len(buf)) > maxBody {
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(buf), orig), orig}
+		r.Body = partlyReadBody{io.MultiReader(bytes.NewReader(buf), orig), orig}
 		return nil, false
 	}
 	orig.Close()

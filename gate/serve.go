@@ -264,24 +264,31 @@ func (f *flow) serve(t *limiter.Ticket, w http.ResponseWriter, r *http.Request, 
 		sw.clock = g.now // the sample is time to first byte (statuswriter.go)
 	}
 	var res limiter.Result
+	var timer *answerTimer
 	m.inflight.Inc()
 	defer func() {
+		if timer != nil {
+			timer.stop() // next panicked
+		}
 		m.inflight.Dec()
 		g.observeLiveness(t.Done(res), res.End)
 		g.passShadowQueue(class) // the freed slot goes to shadow mode's would-be queue (shadow.go)
 	}()
 
-	var timer *answerTimer
 	if d := f.limits.UpstreamTimeout; d > 0 {
 		timer = &sw.answer
 		r = timer.start(r, d, &g.deadlines[class], f.body) // upstreamtimeout.go
 		sw.timer = timer
 	}
 	err := f.callNext(sw, r)
-	if timer != nil && timer.stop() && sw.status == 0 {
-		// Whatever next made of the cancellation, the upstream is slow,
-		// not down, and the client is answered 504.
-		err = upstreamTimeoutError{after: f.limits.UpstreamTimeout}
+	if timer != nil {
+		fired := timer.stop()
+		timer = nil
+		if fired && sw.status < 200 {
+			// Whatever next made of the cancellation, the upstream is
+			// slow, not down, and the client is answered 504.
+			err = upstreamTimeoutError{after: f.limits.UpstreamTimeout}
+		}
 	}
 	end := g.now()
 	a = newAttempt(sw.status, err, f.body, f.client)

@@ -34,11 +34,17 @@ type statusWriter struct {
 }
 
 func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 || s.status < 200 {
+	if s.status < 200 {
 		s.status = code
 	}
+	if code < 200 {
+		// An informational answer (100 Continue before the body, 103
+		// Early Hints) is not the answer: its timeout still runs.
+		s.ResponseWriter.WriteHeader(code)
+		return
+	}
 	s.markHeader()
-	if s.hold && code >= 200 {
+	if s.hold {
 		return // passed on by commit
 	}
 	s.ResponseWriter.WriteHeader(code)

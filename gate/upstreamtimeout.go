@@ -31,16 +31,17 @@ func (upstreamTimeoutError) StatusCode() int { return http.StatusGatewayTimeout 
 
 // answerTimer runs one request's upstream timeout: armed once the request
 // has been sent, disarmed by the answer's header. An armed timer waits in
-// its class's answerDeadlines; its fields below the list are the list's
-// to guard.
+// its class's answerDeadlines; the fields below the list are the list's to
+// guard.
 type answerTimer struct {
 	list   *answerDeadlines
 	after  time.Duration
 	cancel context.CancelCauseFunc
 
+	queue      *deadlineQueue // while waiting in the list
 	deadline   time.Time
-	prev, next *answerTimer // in list, while waiting there
-	armed      bool         // arm has run: it arms once
+	prev, next *answerTimer
+	armed      bool // arm has run: it arms once
 	answered   bool
 	fired      bool
 }
@@ -52,7 +53,7 @@ type answerTimer struct {
 func (t *answerTimer) start(r *http.Request, after time.Duration, list *answerDeadlines, body *clientBody) *http.Request {
 	ctx, cancel := context.WithCancelCause(r.Context())
 	t.list, t.after, t.cancel = list, after, cancel
-	if body != nil && r.Body == body {
+	if body != nil && readsFrom(r.Body, body) {
 		body.armAtEnd(t)
 	} else {
 		t.arm()
@@ -66,25 +67,31 @@ func (t *answerTimer) arm() { t.list.add(t, time.Now()) }
 func (t *answerTimer) answer() { t.list.answer(t) }
 
 // stop ends the timer once the request is done, and reports whether it
-// fired (the request was cancelled for it).
+// fired (the request was cancelled for it). It may be called again.
 func (t *answerTimer) stop() (fired bool) {
 	fired = t.list.answer(t)
 	t.cancel(nil)
 	return fired
 }
 
-// answerDeadlines is one class's armed upstream timeouts in the order they
-// expire, behind a single timer set for the first of them. Every request of
-// a class has the class's timeout, so a timer armed later expires later and
-// goes to the end of the list: arming and disarming cost a lock and a few
-// pointers, where a timer of its own per request costs two allocations and
-// the runtime's timer heap. Only after a reload changes the class's timeout
-// does a timer go further up the list.
+// answerDeadlines is one class's armed upstream timeouts, behind a single
+// timer set for the first of them to expire. Timers wait in a queue per
+// timeout: every request of a class has the class's timeout, so a timer
+// armed later expires later and joins the end of its queue, and arming and
+// disarming cost a lock and a few pointers, where a timer of its own per
+// request costs two allocations and the runtime's timer heap. A second
+// queue is in use only for a while after a reload changed the timeout.
 type answerDeadlines struct {
-	mu         sync.Mutex
+	mu     sync.Mutex
+	queues []*deadlineQueue // few: one per timeout that timers wait under
+	timer  *time.Timer      // nil until first needed
+	due    time.Time        // when timer fires; zero: not set
+}
+
+// deadlineQueue is the timers of one timeout, in the order they expire.
+type deadlineQueue struct {
+	after      time.Duration
 	head, tail *answerTimer
-	timer      *time.Timer // set for head's deadline; nil until first needed
-	due        time.Time   // when timer fires; zero: not set
 }
 
 // add arms t, once and only if its answer has not begun, to expire at
@@ -97,25 +104,68 @@ func (l *answerDeadlines) add(t *answerTimer, now time.Time) {
 	}
 	t.armed = true
 	t.deadline = now.Add(t.after)
-	at := l.tail
-	for at != nil && at.deadline.After(t.deadline) {
-		at = at.prev
+	q := l.queueLocked(t.after)
+	t.queue, t.prev = q, q.tail
+	if q.tail == nil {
+		q.head = t
+	} else {
+		q.tail.next = t
 	}
-	l.insertAfter(at, t)
-	if l.head == t {
-		l.setTimerLocked(now)
+	q.tail = t
+	if !l.due.IsZero() && !l.due.After(t.deadline) {
+		return // the timer fires by then
 	}
+	l.due = t.deadline
+	if l.timer == nil {
+		l.timer = time.AfterFunc(t.after, l.expire)
+		return
+	}
+	l.timer.Reset(t.after)
 }
 
-// answer disarms t and reports whether it had fired.
+// queueLocked is the queue of timeout after: the one in use, else an empty
+// one, else a new one.
+func (l *answerDeadlines) queueLocked(after time.Duration) *deadlineQueue {
+	var empty *deadlineQueue
+	for _, q := range l.queues {
+		if q.after == after {
+			return q
+		}
+		if q.head == nil && empty == nil {
+			empty = q
+		}
+	}
+	if empty == nil {
+		empty = &deadlineQueue{}
+		l.queues = append(l.queues, empty)
+	}
+	empty.after = after
+	return empty
+}
+
+// answer disarms t and reports whether it had fired. Once no timer waits,
+// the class's timer is stopped: pending, it would hold the gate until then.
 func (l *answerDeadlines) answer(t *answerTimer) (fired bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if t.armed && !t.fired && !t.answered {
-		l.unlink(t)
+	if t.queue != nil {
+		t.queue.unlink(t)
+		if l.idleLocked() {
+			l.timer.Stop()
+			l.due = time.Time{}
+		}
 	}
 	t.answered = true
 	return t.fired
+}
+
+func (l *answerDeadlines) idleLocked() bool {
+	for _, q := range l.queues {
+		if q.head != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // expire fires every timer whose deadline has passed, then sets the timer
@@ -124,15 +174,21 @@ func (l *answerDeadlines) answer(t *answerTimer) (fired bool) {
 func (l *answerDeadlines) expire() {
 	now := time.Now()
 	var due []*answerTimer
+	var next time.Time
 	l.mu.Lock()
-	l.due = time.Time{}
-	for t := l.head; t != nil && !t.deadline.After(now); t = l.head {
-		l.unlink(t)
-		t.fired = true
-		due = append(due, t)
+	for _, q := range l.queues {
+		for t := q.head; t != nil && !t.deadline.After(now); t = q.head {
+			q.unlink(t)
+			t.fired = true
+			due = append(due, t)
+		}
+		if q.head != nil && (next.IsZero() || q.head.deadline.Before(next)) {
+			next = q.head.deadline
+		}
 	}
-	if l.head != nil {
-		l.setTimerLocked(now)
+	l.due = next
+	if !next.IsZero() {
+		l.timer.Reset(next.Sub(now))
 	}
 	l.mu.Unlock()
 	for _, t := range due {
@@ -140,45 +196,16 @@ func (l *answerDeadlines) expire() {
 	}
 }
 
-// setTimerLocked makes the timer fire at head's deadline, unless it already
-// fires by then: a timer that fires early finds nothing due and is set again.
-func (l *answerDeadlines) setTimerLocked(now time.Time) {
-	at := l.head.deadline
-	if !l.due.IsZero() && !l.due.After(at) {
-		return
-	}
-	l.due = at
-	if l.timer == nil {
-		l.timer = time.AfterFunc(at.Sub(now), l.expire)
-		return
-	}
-	l.timer.Reset(at.Sub(now))
-}
-
-func (l *answerDeadlines) insertAfter(at, t *answerTimer) {
-	t.prev = at
-	if at == nil {
-		t.next, l.head = l.head, t
-	} else {
-		t.next, at.next = at.next, t
-	}
-	if t.next == nil {
-		l.tail = t
-	} else {
-		t.next.prev = t
-	}
-}
-
-func (l *answerDeadlines) unlink(t *answerTimer) {
+func (q *deadlineQueue) unlink(t *answerTimer) {
 	if t.prev == nil {
-		l.head = t.next
+		q.head = t.next
 	} else {
 		t.prev.next = t.next
 	}
 	if t.next == nil {
-		l.tail = t.prev
+		q.tail = t.prev
 	} else {
 		t.next.prev = t.prev
 	}
-	t.prev, t.next = nil, nil
+	t.queue, t.prev, t.next = nil, nil, nil
 }

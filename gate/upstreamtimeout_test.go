@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -242,8 +243,8 @@ func TestAnswerDeadlinesFireInDeadlineOrder(t *testing.T) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.head != nil || l.tail != nil {
-		t.Error("timers are left in the list after every one fired or was answered")
+	if !l.idleLocked() || len(l.queues) != 2 {
+		t.Errorf("after every timer fired or was answered: idle %v, %d queues (want 2, one per timeout)", l.idleLocked(), len(l.queues))
 	}
 }
 
@@ -289,7 +290,91 @@ func TestAnswerDeadlinesConcurrentArmAndAnswer(t *testing.T) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.head != nil || l.tail != nil {
+	if !l.idleLocked() {
 		t.Error("timers are left in the list")
+	}
+}
+
+// Once its last request was answered a class's timer is stopped, so that a
+// gate that was closed and dropped (a zone removed on reload) is collected
+// then, not at the answered request's deadline.
+func TestClosedGateIsCollectedWithTimersAnswered(t *testing.T) {
+	collected := make(chan struct{})
+	func() {
+		g, err := New(DefaultConfig(), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := httptest.NewRequest(http.MethodGet, "/_matrix/client/v3/profile/@u:x", nil)
+		answer := func(w http.ResponseWriter, _ *http.Request) error {
+			_, err := io.WriteString(w, `{}`)
+			return err
+		}
+		if err := g.ServeNext(httptest.NewRecorder(), req, answer); err != nil {
+			t.Fatal(err)
+		}
+		g.Close()
+		runtime.AddCleanup(g, func(ch chan struct{}) { close(ch) }, collected)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		runtime.GC()
+		select {
+		case <-collected:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatal("a closed, dropped gate is still reachable 5s later")
+}
+
+// An informational answer (100 Continue, 103 Early Hints) is not the
+// answer: an upstream that sends one and then stalls is still cut.
+func TestUpstreamTimeoutRunsOnAfterAnInformationalAnswer(t *testing.T) {
+	g := timeoutGate(t)
+	for _, code := range []int{http.StatusContinue, http.StatusEarlyHints} {
+		req := httptest.NewRequest(http.MethodGet, historyPath, nil)
+		req.Header.Set("Authorization", "Bearer tok")
+		_, err, took := serveTimed(t, g, req, func(w http.ResponseWriter, r *http.Request) error {
+			w.WriteHeader(code)
+			return stuckUpstream(w, r)
+		})
+		var sc interface{ StatusCode() int }
+		if !errors.As(err, &sc) || sc.StatusCode() != http.StatusGatewayTimeout {
+			t.Errorf("%d then a stall: %v after %v, want 504", code, err, took)
+		}
+	}
+}
+
+// With ride-through on, a retryable upload bigger than max_body is sent
+// once, partly read ahead: its timeout still starts after the body.
+func TestUpstreamTimeoutStartsAfterAPartlyBufferedBody(t *testing.T) {
+	cfg := DefaultConfig()
+	for c := range cfg.Classes {
+		if cfg.Classes[c].UpstreamTimeout > 0 {
+			cfg.Classes[c].UpstreamTimeout = testUpstreamTimeout
+		}
+	}
+	cfg.RideThrough.Enabled = true
+	cfg.RideThrough.MaxBody = 1
+	g := newTestGate(t, cfg, Options{})
+	// Two parts are read ahead, then found over max_body; the last three
+	// take longer than the timeout.
+	body := &slowReader{parts: []string{"a", "b", "c", "d", "e"}, interval: testUpstreamTimeout / 2}
+	req := httptest.NewRequest(http.MethodPut, "/_matrix/client/v3/rooms/%21abc%3Aexample.org/send/m.room.message/txn1", io.NopCloser(body))
+	req.Header.Set("Authorization", "Bearer tok")
+	rec, err, took := serveTimed(t, g, req, func(w http.ResponseWriter, r *http.Request) error {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return err
+		}
+		if r.Context().Err() != nil {
+			return context.Cause(r.Context()) // cut while reading
+		}
+		_, err = io.WriteString(w, `{"got":"`+string(b)+`"}`)
+		return err
+	})
+	if err != nil || rec.Body.String() != `{"got":"abcde"}` {
+		t.Errorf("a slow upload over max_body (%v, timeout %v): %v, %q", took, testUpstreamTimeout, err, rec.Body.String())
 	}
 }
