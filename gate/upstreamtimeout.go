@@ -41,7 +41,6 @@ type answerTimer struct {
 	queue      *deadlineQueue // while waiting in the list
 	deadline   time.Time
 	prev, next *answerTimer
-	armed      bool // arm has run: it arms once
 	answered   bool
 	fired      bool
 }
@@ -99,10 +98,9 @@ type deadlineQueue struct {
 func (l *answerDeadlines) add(t *answerTimer, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if t.armed || t.answered {
-		return
+	if t.queue != nil || t.fired || t.answered {
+		return // it arms once, and not once answered
 	}
-	t.armed = true
 	t.deadline = now.Add(t.after)
 	q := l.queueLocked(t.after)
 	t.queue, t.prev = q, q.tail
